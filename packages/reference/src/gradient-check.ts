@@ -1,0 +1,296 @@
+import { ReferenceArgumentError, describeValue } from './errors.js';
+import type { Matrix } from './matrix.js';
+import { backward, costFromForward, forward, validateBatch, type ForwardResult, type Gradients } from './model.js';
+import { cloneNetwork, parameters, type Network, type ParameterRef } from './network.js';
+import { createPrng, nextInt, nextNormal, type Prng } from './prng.js';
+import { gradientOf } from './sgd.js';
+
+/**
+ * Gradient check by centered differences, the project's ground truth for every backward pass.
+ *
+ * For each checked entry θᵢ of each parameter, numeric = (J(θᵢ + h) − J(θᵢ − h)) / (2h), where J is
+ * recomputed by a full forward pass in training mode, so batch statistics are recomputed for every
+ * perturbation (Note [BN backward through batch statistics]). The perturbations are applied to a
+ * private copy of the network: the caller's parameters, running averages and PRNG are never touched.
+ *
+ * Per entry, with analytic a and numeric n:
+ *   relative error  r = |a − n| / max(1e-8, |a| + |n|)
+ *   the entry passes when r ≤ tolerance, or when |a − n| ≤ absoluteFloor. The floor is the
+ *   rounding noise of the centered difference itself, ≈ ε·|J|/h; without it an exact zero (the
+ *   bias before batch norm, whose true gradient is 0) compares 0 with ~1e-10 and scores r = 1.
+ *   Entries that pass only by the floor are counted (`belowFloor`) and left out of the
+ *   relative-error statistics; every other entry reports its true r.
+ * ReLU kinks: an entry is skipped, and counted (`skippedKinks`), when its ± perturbation flips the
+ * sign of any ReLU input relative to the unperturbed pass, i.e. some pre-activation lies within the
+ * perturbation's reach of 0, where J is not differentiable and the difference quotient is meaningless.
+ *
+ * Modes: 'entries' checks entries one by one (all, or `maxEntriesPerParameter` drawn at random);
+ * 'directional' checks, per parameter, `directions` random unit directions u:
+ * ⟨∇J, u⟩ against (J(θ + h·u) − J(θ − h·u)) / (2h) (like PyTorch's fast gradcheck / JAX check_grads).
+ */
+export interface GradientCheckOptions {
+  /** Step; 1e-6 suits float64 (truncation ~h², rounding ~ε/h). */
+  readonly h?: number;
+  /** Largest relative error accepted per entry. */
+  readonly tolerance?: number;
+  /** Absolute difference always accepted; default 64·ε·max(1, |J|)/h, the centered difference's own rounding noise. */
+  readonly absoluteFloor?: number;
+  readonly mode?: 'entries' | 'directional';
+  /** 'entries' mode: check at most this many entries per parameter, drawn at random. */
+  readonly maxEntriesPerParameter?: number;
+  /** 'directional' mode: directions per parameter. */
+  readonly directions?: number;
+  /** Seed for entry subsets and directions (a private PRNG: no caller state changes). */
+  readonly seed?: number;
+  /** Only these parameter names (e.g. ['W1', 'gamma1']). */
+  readonly only?: readonly string[];
+  /**
+   * The forward pass that defines J for the numeric side; default training mode. Tests replace it
+   * with a broken one (running statistics) to prove the checker rejects it.
+   */
+  readonly numericForward?: (net: Network, x: Matrix) => ForwardResult;
+}
+
+export interface WorstEntry {
+  /** Row-major index into the parameter: [row, col] for W, [unit] for vectors; [direction] in directional mode. */
+  readonly index: readonly number[];
+  readonly analytic: number;
+  readonly numeric: number;
+  readonly diff: number;
+  readonly relativeError: number;
+}
+
+export interface ParameterCheck {
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** Entries (or directions) evaluated, kinks included. */
+  readonly evaluated: number;
+  readonly skippedKinks: number;
+  readonly belowFloor: number;
+  readonly maxRelativeError: number;
+  readonly meanRelativeError: number;
+  /** The entry with the largest error (the largest |diff| when all are below the floor); null if nothing was compared. */
+  readonly worst: WorstEntry | null;
+  /** Every analytic entry of the parameter is exactly 0 (e.g. the bias before batch norm). */
+  readonly analyticExactlyZero: boolean;
+  readonly maxAbsNumeric: number;
+  readonly failures: number;
+  readonly passed: boolean;
+}
+
+export interface GradientCheckReport {
+  readonly mode: 'entries' | 'directional';
+  readonly h: number;
+  readonly tolerance: number;
+  readonly absoluteFloor: number;
+  readonly cost: number;
+  readonly parameters: ParameterCheck[];
+  readonly passed: boolean;
+}
+
+export class GradientCheckError extends Error {
+  override readonly name = 'GradientCheckError';
+  constructor(readonly report: GradientCheckReport) {
+    super(describeFailures(report));
+  }
+}
+
+export const DEFAULT_GRADIENT_CHECK = { h: 1e-6, tolerance: 1e-6, mode: 'entries', directions: 4, seed: 1 } as const;
+
+interface Evaluation {
+  readonly cost: number;
+  readonly reluMask: Uint8Array;
+}
+
+function reluMask(net: Network, result: ForwardResult): Uint8Array {
+  const hidden = result.layers.slice(0, net.layers.length - 1);
+  const mask = new Uint8Array(hidden.reduce((n, c) => n + c.preActivation.data.length, 0));
+  let k = 0;
+  for (const c of hidden) for (const v of c.preActivation.data) mask[k++] = v > 0 ? 1 : 0;
+  return mask;
+}
+
+function sameMask(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export function relativeError(analytic: number, numeric: number): number {
+  return Math.abs(analytic - numeric) / Math.max(1e-8, Math.abs(analytic) + Math.abs(numeric));
+}
+
+/** Runs the check and returns the report; never throws on a mismatch (see assertGradientCheck / checkGradients). */
+export function gradientCheck(net: Network, x: Matrix, labels: ArrayLike<number>, lambda: number, options: GradientCheckOptions = {}): GradientCheckReport {
+  validateBatch('gradientCheck', net, x, labels, 'train');
+  const h = options.h ?? DEFAULT_GRADIENT_CHECK.h;
+  const tolerance = options.tolerance ?? DEFAULT_GRADIENT_CHECK.tolerance;
+  const mode = options.mode ?? DEFAULT_GRADIENT_CHECK.mode;
+  for (const [name, value] of [['h', h], ['tolerance', tolerance], ['lambda', lambda]] as const)
+    if (!(value >= 0) || !Number.isFinite(value) || (name === 'h' && value === 0))
+      throw new ReferenceArgumentError('gradientCheck', name, name === 'h' ? 'a finite number > 0' : 'a finite number >= 0', describeValue(value));
+
+  const numericForward = options.numericForward ?? ((n: Network, input: Matrix) => forward(n, input, 'train'));
+  const analyticPass = forward(net, x, 'train');
+  const analytic = backward(net, analyticPass, labels, lambda);
+  const work = cloneNetwork(net);
+  const evaluate = (): Evaluation => {
+    const result = numericForward(work, x);
+    return { cost: costFromForward(work, result, labels, lambda).cost, reluMask: reluMask(work, result) };
+  };
+  const base = evaluate();
+  const absoluteFloor = options.absoluteFloor ?? (64 * Number.EPSILON * Math.max(1, Math.abs(base.cost))) / h;
+  const prng = createPrng(options.seed ?? DEFAULT_GRADIENT_CHECK.seed);
+  const selected = parameters(work).filter((ref) => !options.only || options.only.includes(ref.name));
+  const checks = selected.map((ref) => {
+    const grad = gradientOf(analytic, ref);
+    return mode === 'entries'
+      ? checkEntries(ref, grad, evaluate, base, h, tolerance, absoluteFloor, prng, options.maxEntriesPerParameter)
+      : checkDirections(ref, grad, evaluate, base, h, tolerance, absoluteFloor, prng, options.directions ?? DEFAULT_GRADIENT_CHECK.directions);
+  });
+  return { mode, h, tolerance, absoluteFloor, cost: base.cost, parameters: checks, passed: checks.every((c) => c.passed) };
+}
+
+function chooseEntries(count: number, limit: number | undefined, prng: Prng): number[] {
+  const all = Array.from({ length: count }, (_, i) => i);
+  if (limit === undefined || limit >= count) return all;
+  for (let i = 0; i < limit; i++) {
+    const j = i + nextInt(prng, count - i);
+    [all[i], all[j]] = [all[j], all[i]];
+  }
+  return all.slice(0, limit).sort((a, b) => a - b);
+}
+
+class ErrorTally {
+  evaluated = 0;
+  skippedKinks = 0;
+  belowFloor = 0;
+  failures = 0;
+  compared = 0;
+  sumRel = 0;
+  maxRel = 0;
+  maxAbsNumeric = 0;
+  worst: WorstEntry | null = null;
+  private worstScore = -1;
+
+  constructor(private readonly tolerance: number, private readonly absoluteFloor: number) {}
+
+  add(index: number[], analytic: number, numeric: number): void {
+    const diff = Math.abs(analytic - numeric);
+    const relative = relativeError(analytic, numeric);
+    // The floor only excuses entries that fail relatively while differing by no more than rounding noise.
+    const excused = relative > this.tolerance && diff <= this.absoluteFloor;
+    const counted = excused ? 0 : relative;
+    this.compared++;
+    this.sumRel += counted;
+    this.maxRel = Math.max(this.maxRel, counted);
+    this.maxAbsNumeric = Math.max(this.maxAbsNumeric, Math.abs(numeric));
+    if (excused) this.belowFloor++;
+    if (counted > this.tolerance) this.failures++;
+    // Rank by counted relative error; excused entries rank below every counted one, by |diff|.
+    const score = excused ? diff / this.absoluteFloor - 2 : counted;
+    if (score > this.worstScore) {
+      this.worstScore = score;
+      this.worst = { index, analytic, numeric, diff, relativeError: relative };
+    }
+  }
+
+  result(ref: ParameterRef, analyticExactlyZero: boolean): ParameterCheck {
+    return {
+      name: ref.name,
+      shape: ref.shape,
+      evaluated: this.evaluated,
+      skippedKinks: this.skippedKinks,
+      belowFloor: this.belowFloor,
+      maxRelativeError: this.maxRel,
+      meanRelativeError: this.compared ? this.sumRel / this.compared : 0,
+      worst: this.worst,
+      analyticExactlyZero,
+      maxAbsNumeric: this.maxAbsNumeric,
+      failures: this.failures,
+      passed: this.failures === 0,
+    };
+  }
+}
+
+function unflatten(ref: ParameterRef, flat: number): number[] {
+  return ref.shape.length === 2 ? [Math.floor(flat / ref.shape[1]), flat % ref.shape[1]] : [flat];
+}
+
+function checkEntries(
+  ref: ParameterRef, grad: Float64Array, evaluate: () => Evaluation, base: Evaluation,
+  h: number, tolerance: number, absoluteFloor: number, prng: Prng, limit: number | undefined,
+): ParameterCheck {
+  const tally = new ErrorTally(tolerance, absoluteFloor);
+  for (const i of chooseEntries(ref.values.length, limit, prng)) {
+    tally.evaluated++;
+    const original = ref.values[i];
+    const up = original + h;
+    const down = original - h;
+    ref.values[i] = up;
+    const plus = evaluate();
+    ref.values[i] = down;
+    const minus = evaluate();
+    ref.values[i] = original;
+    if (!sameMask(plus.reluMask, base.reluMask) || !sameMask(minus.reluMask, base.reluMask)) {
+      tally.skippedKinks++;
+      continue;
+    }
+    // Divide by the step actually taken (up − down is not exactly 2h in floating point).
+    tally.add(unflatten(ref, i), grad[i], (plus.cost - minus.cost) / (up - down));
+  }
+  return tally.result(ref, grad.every((g) => g === 0));
+}
+
+function checkDirections(
+  ref: ParameterRef, grad: Float64Array, evaluate: () => Evaluation, base: Evaluation,
+  h: number, tolerance: number, absoluteFloor: number, prng: Prng, directions: number,
+): ParameterCheck {
+  const tally = new ErrorTally(tolerance, absoluteFloor);
+  const original = Float64Array.from(ref.values);
+  const u = new Float64Array(original.length);
+  for (let d = 0; d < directions; d++) {
+    tally.evaluated++;
+    let norm = 0;
+    for (let i = 0; i < u.length; i++) norm += (u[i] = nextNormal(prng)) ** 2;
+    norm = Math.sqrt(norm);
+    let analytic = 0;
+    for (let i = 0; i < u.length; i++) analytic += grad[i] * (u[i] /= norm);
+    for (let i = 0; i < u.length; i++) ref.values[i] = original[i] + h * u[i];
+    const plus = evaluate();
+    for (let i = 0; i < u.length; i++) ref.values[i] = original[i] - h * u[i];
+    const minus = evaluate();
+    ref.values.set(original);
+    if (!sameMask(plus.reluMask, base.reluMask) || !sameMask(minus.reluMask, base.reluMask)) {
+      tally.skippedKinks++;
+      continue;
+    }
+    tally.add([d], analytic, (plus.cost - minus.cost) / (2 * h));
+  }
+  return tally.result(ref, grad.every((g) => g === 0));
+}
+
+function formatEntry(name: string, w: WorstEntry, tolerance: number): string {
+  const f = (v: number) => v.toExponential(6);
+  return `gradient mismatch for ${name}[${w.index.join(',')}]: analytic ${f(w.analytic)}, numeric ${f(w.numeric)}, diff ${w.diff.toExponential(3)}, rel err ${w.relativeError.toExponential(3)} (tolerance ${tolerance})`;
+}
+
+export function describeFailures(report: GradientCheckReport): string {
+  const failed = report.parameters.filter((p) => !p.passed);
+  if (failed.length === 0) return 'gradient check passed';
+  return failed
+    .map((p) => `${formatEntry(p.name, p.worst!, report.tolerance)}; ${p.failures} of ${p.evaluated - p.skippedKinks} compared entries fail`)
+    .join('\n');
+}
+
+/** The one failure path: throws GradientCheckError naming the worst entry of every failing parameter. */
+export function assertGradientCheck(report: GradientCheckReport): GradientCheckReport {
+  if (!report.passed) throw new GradientCheckError(report);
+  return report;
+}
+
+/** gradientCheck, then assertGradientCheck. */
+export function checkGradients(net: Network, x: Matrix, labels: ArrayLike<number>, lambda: number, options: GradientCheckOptions = {}): GradientCheckReport {
+  return assertGradientCheck(gradientCheck(net, x, labels, lambda, options));
+}
+
+export type { Gradients };

@@ -1,0 +1,2 @@
+// @bnmlp/trainer: data, training loop and search arrive with the trainer issue.
+export {};
