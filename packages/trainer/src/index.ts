@@ -1,2 +1,3 @@
-// @bnmlp/trainer: data, training loop and search arrive with the trainer issue.
-export {};
+// @bnmlp/trainer: data loading and preprocessing (training loop and search arrive with the trainer issue).
+export * from './errors.js';
+export * from './cifar.js';
