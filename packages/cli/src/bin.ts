@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+import { runCli } from './cli.js';
+
+// Progress lines only on a terminal, each overwriting the last and cleared before the result.
+const progress = process.stderr.isTTY ? (message: string) => process.stderr.write(`\r\x1b[K${message}`) : undefined;
+const status = await runCli(process.argv.slice(2), {
+  stdout: (text) => {
+    if (progress) process.stderr.write('\r\x1b[K');
+    process.stdout.write(text);
+  },
+  stderr: (text) => process.stderr.write(progress ? `\r\x1b[K${text}` : text),
+  progress,
+});
+process.exitCode = status;

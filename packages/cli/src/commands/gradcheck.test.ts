@@ -1,0 +1,249 @@
+import * as reference from '@bnmlp/reference';
+import { preprocessCifar, readCifarDirectory } from '@bnmlp/trainer';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../cli.js';
+import { CliArgumentError, CliDependencyError } from '../errors.js';
+import { tinyCifarDir } from '../test-support/paths.js';
+import {
+  DEFAULT_GRADCHECK_OPTIONS,
+  GRADCHECK_FLAGS,
+  formatGradcheckReport,
+  loadReference,
+  parseGradcheckArgs,
+  runGradcheck,
+  type GradcheckReport,
+  type ReferenceModule,
+} from './gradcheck.js';
+
+function capture() {
+  const out = { stdout: '', stderr: '' };
+  return { out, context: { stdout: (t: string) => void (out.stdout += t), stderr: (t: string) => void (out.stderr += t) } };
+}
+
+async function rejects(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected a rejection');
+}
+
+function expectedNames(layers: number, batchNorm: boolean): string[] {
+  return Array.from({ length: layers }, (_, l) => {
+    const n = l + 1;
+    return batchNorm && n < layers ? [`W${n}`, `b${n}`, `gamma${n}`, `beta${n}`] : [`W${n}`, `b${n}`];
+  }).flat();
+}
+
+describe('runGradcheck with the defaults, on the generated fixture', () => {
+  let report: GradcheckReport;
+  beforeAll(async () => {
+    report = await runGradcheck({ data: tinyCifarDir });
+  });
+
+  it('checks every entry of every parameter of 2-, 3- and 4-layer nets, without and with BN, λ = 0 and 0.01, and all pass', () => {
+    expect(report.configurations.map((c) => c.label)).toEqual(
+      [2, 3, 4].flatMap((k) => [`${k}-layer no BN λ=0`, `${k}-layer no BN λ=0.01`, `${k}-layer BN λ=0`, `${k}-layer BN λ=0.01`]),
+    );
+    for (const c of report.configurations) {
+      expect(c.hiddenDims).toEqual(new Array(c.layers - 1).fill(50));
+      expect(c.parameters.map((p) => p.name)).toEqual(expectedNames(c.layers, c.batchNorm));
+      for (const p of c.parameters) {
+        expect(p.evaluated, `${c.label} ${p.name}`).toBe(p.shape.reduce((a, b) => a * b, 1));
+        expect(p.passed, `${c.label} ${p.name}`).toBe(true);
+        expect(p.maxRelativeError).toBeLessThanOrEqual(1e-6);
+      }
+      expect(c.parameters.find((p) => p.name === 'W1')!.shape).toEqual([20, 50]);
+      expect(c.parameters.at(-2)!.shape).toEqual([50, 10]);
+    }
+    expect(report.passed).toBe(true);
+    expect(report.summary.rows).toBe(96);
+    expect(report.summary.failedRows).toBe(0);
+    expect(report.summary.entriesEvaluated).toBe(report.configurations.flatMap((c) => c.parameters).reduce((a, p) => a + p.evaluated, 0));
+  });
+
+  it('shows the bias before batch norm as an exact 0 whose numeric gradient is only rounding noise', () => {
+    const biases = report.configurations.flatMap((c) => c.parameters.filter((p) => /^b\d+$/.test(p.name)).map((p) => ({ c, p })));
+    const beforeBn = biases.filter(({ c, p }) => c.batchNorm && Number(p.name.slice(1)) < c.layers);
+    expect(beforeBn).toHaveLength(2 * (1 + 2 + 3));
+    for (const { c, p } of biases) {
+      const expected = beforeBn.some((b) => b.p === p);
+      expect(p.biasBeforeBatchNorm, `${c.label} ${p.name}`).toBe(expected);
+      expect(p.analyticExactlyZero, `${c.label} ${p.name}`).toBe(expected);
+      if (expected) expect(p.maxAbsNumeric).toBeLessThanOrEqual(c.absoluteFloor);
+      else expect(p.maxAbsNumeric).toBeGreaterThan(1e-4);
+    }
+    const text = formatGradcheckReport(report);
+    const zeroRows = text.split('\n').filter((line) => line.includes('analytic exactly 0'));
+    expect(zeroRows).toHaveLength(beforeBn.length);
+    for (const row of zeroRows) expect(row).toMatch(/ b\d +50 .*analytic exactly 0, \|numeric\| <= \d\.\de[-+]\d+ +PASS$/);
+  });
+
+  it('uses the first batch records, standardized by the whole training set (the reported cost says so)', () => {
+    const { train } = readCifarDirectory(tinyCifarDir);
+    expect(report.data.batch.labels).toEqual(Array.from(train.labels.subarray(0, 10)));
+    expect(report.data.trainRecords).toBe(40);
+    const x = preprocessCifar(train, [], { dims: 20 }).train;
+    const batch = { rows: 10, cols: 20, data: Float64Array.from(x.data.subarray(0, 200)) };
+    for (const c of report.configurations) {
+      const net = reference.createNetwork(
+        { inputDim: 20, hiddenDims: c.hiddenDims, classes: 10, batchNorm: c.batchNorm, bnAffine: true },
+        { kind: 'he' },
+        reference.createPrng(1),
+      );
+      expect(c.cost, c.label).toBe(reference.cost(net, batch, train.labels.subarray(0, 10), c.lambda).cost);
+    }
+  });
+
+  it('prints one table row per (configuration, parameter), the data source and a PASS summary', () => {
+    const text = formatGradcheckReport(report);
+    expect(text).toContain(`data:     CIFAR-10 binary data from ${tinyCifarDir} (given by data)\n`);
+    const rows = text.split('\n').filter((line) => /^\d-layer /.test(line));
+    expect(rows).toHaveLength(96);
+    expect(rows[0]).toMatch(/^2-layer no BN λ=0 +W1 +20x50 +1000 +\d+ +\d+ +\d\.\d\de-\d+ +\d\.\d\de-\d+ +\[\d+,\d+\] a=\S+ n=\S+ +PASS$/);
+    expect(text).toContain('every entry of every parameter');
+    expect(text.trimEnd().split('\n').at(-1)).toMatch(/^PASS: all 96 parameter rows pass \(12 configurations, \d+ entries evaluated/);
+  });
+});
+
+describe('runGradcheck options', () => {
+  const small = { data: tinyCifarDir, hidden: 8 } as const;
+
+  it('checks only λ = 0 when --lambda is 0, and the requested depths', async () => {
+    const report = await runGradcheck({ ...small, lambda: 0, layers: [3] });
+    expect(report.configurations.map((c) => c.label)).toEqual(['3-layer no BN λ=0', '3-layer BN λ=0']);
+  });
+
+  it('samples at most maxEntries entries per parameter and says so', async () => {
+    const report = await runGradcheck({ ...small, layers: [2], maxEntries: 7 });
+    for (const p of report.configurations.flatMap((c) => c.parameters)) expect(p.evaluated).toBe(Math.min(7, p.shape.reduce((a, b) => a * b, 1)));
+    expect(report.check.coverage).toBe('at most 7 random entries per parameter');
+    expect(formatGradcheckReport(report)).toContain('at most 7 random entries per parameter');
+  });
+
+  it('passes directional mode through', async () => {
+    const report = await runGradcheck({ ...small, layers: [2], mode: 'directional', directions: 3 });
+    expect(report.check.mode).toBe('directional');
+    for (const p of report.configurations.flatMap((c) => c.parameters)) {
+      expect(p.evaluated).toBe(3);
+      expect(p.passed).toBe(true);
+    }
+  });
+
+  it('rejects bad fields with typed errors naming them', async () => {
+    for (const [input, argument] of [
+      [{ dims: 0 }, 'dims'],
+      [{ batch: 1 }, 'batch'],
+      [{ layers: [] }, 'layers'],
+      [{ mode: 'all' }, 'mode'],
+      [{ lambda: Number.NaN }, 'lambda'],
+    ] as const) {
+      const error = (await rejects(runGradcheck({ ...small, ...input } as never))) as CliArgumentError;
+      expect(error).toBeInstanceOf(CliArgumentError);
+      expect([error.op, error.argument]).toEqual(['runGradcheck', argument]);
+    }
+    const tooMany = (await rejects(runGradcheck({ ...small, batch: 41 }))) as CliArgumentError;
+    expect(tooMany.argument).toBe('batch');
+    expect(tooMany.expected).toContain('at most 40');
+  });
+
+  it('reports failures: a numeric side that uses running statistics fails every BN configuration, and the CLI exits 1', async () => {
+    const broken: ReferenceModule = {
+      ...reference,
+      gradientCheck: (net, x, labels, lambda, options) =>
+        reference.gradientCheck(net, x, labels, lambda, { ...options, numericForward: (n, input) => reference.forward(n, input, 'inference') }),
+    };
+    const report = await runGradcheck({ ...small, layers: [2] }, { importReference: async () => broken });
+    expect(report.passed).toBe(false);
+    for (const c of report.configurations) expect(c.passed, c.label).toBe(!c.batchNorm);
+    const { out, context } = capture();
+    const status = await runCli(['gradcheck', '--data', tinyCifarDir, '--hidden', '8', '--layers', '2'], { ...context, deps: { importReference: async () => broken } });
+    expect(status).toBe(1);
+    expect(out.stdout).toMatch(/2-layer BN λ=0 +W1 .* FAIL \(\d+\)/);
+    expect(out.stdout.trimEnd().split('\n').at(-1)).toMatch(/^FAIL: 12 of 20 parameter rows fail .*: 2-layer BN λ=0 W1; 2-layer BN λ=0 b1; /);
+  });
+});
+
+describe('loading @bnmlp/reference', () => {
+  const missing = () => Promise.reject(Object.assign(new Error("Cannot find package '@bnmlp/reference' imported from /x/gradcheck.js"), { code: 'ERR_MODULE_NOT_FOUND' }));
+
+  it('turns "not installed" into a CliDependencyError that says what to do', async () => {
+    const error = (await rejects(loadReference('bnmlp gradcheck', missing))) as CliDependencyError;
+    expect(error).toBeInstanceOf(CliDependencyError);
+    expect(error.dependency).toBe('@bnmlp/reference');
+    expect(error.message).toContain('devDependency');
+    expect(error.message).toContain('pnpm install');
+    expect(error.actual).toContain("Cannot find package '@bnmlp/reference'");
+  });
+
+  it('lets other import errors through unchanged', async () => {
+    const syntax = new SyntaxError('Unexpected token');
+    expect(await rejects(loadReference('x', () => Promise.reject(syntax)))).toBe(syntax);
+  });
+
+  it('the CLI reports it with exit status 1', async () => {
+    const { out, context } = capture();
+    const status = await runCli(['gradcheck', '--data', tinyCifarDir], { ...context, deps: { importReference: missing } });
+    expect(status).toBe(1);
+    expect(out.stderr).toMatch(/^bnmlp: bnmlp gradcheck: @bnmlp\/reference must be installed and built/);
+    expect(out.stdout).toBe('');
+  });
+});
+
+describe('bnmlp gradcheck arguments', () => {
+  it('maps every flag in the help to its option', () => {
+    const samples: Record<string, [string, unknown]> = {
+      data: [tinyCifarDir, tinyCifarDir],
+      dims: ['7', 7],
+      batch: ['3', 3],
+      hidden: ['5', 5],
+      layers: ['2,4', [2, 4]],
+      lambda: ['0.5', 0.5],
+      seed: ['9', 9],
+      mode: ['directional', 'directional'],
+      directions: ['2', 2],
+      'max-entries': ['11', 11],
+      step: ['1e-5', 1e-5],
+      tolerance: ['1e-4', 1e-4],
+    };
+    const valued = GRADCHECK_FLAGS.filter((f) => f.value).map((f) => f.flag);
+    expect(valued.sort()).toEqual(Object.keys(samples).sort());
+    const parsed = parseGradcheckArgs(Object.entries(samples).flatMap(([flag, [text]]) => [`--${flag}`, text]));
+    expect(parsed.options).toEqual({
+      data: tinyCifarDir, dims: 7, batch: 3, hidden: 5, layers: [2, 4], lambda: 0.5, seed: 9,
+      mode: 'directional', directions: 2, maxEntries: 11, step: 1e-5, tolerance: 1e-4,
+    });
+    expect(parseGradcheckArgs([]).options).toEqual(DEFAULT_GRADCHECK_OPTIONS);
+    expect(parseGradcheckArgs(['--json']).json).toBe(true);
+    expect(parseGradcheckArgs(['-h']).help).toBe(true);
+  });
+
+  it('--json prints one parseable document with the settings, the data source and every parameter report', async () => {
+    const { out, context } = capture();
+    const status = await runCli(['gradcheck', '--json', '--data', tinyCifarDir, '--hidden', '8', '--layers', '2,3', '--lambda', '0.1'], context);
+    expect(status).toBe(0);
+    const doc = JSON.parse(out.stdout);
+    expect(doc).toMatchObject({
+      format: 'bnmlp-gradcheck',
+      version: 1,
+      passed: true,
+      options: { data: tinyCifarDir, dims: 20, batch: 10, hidden: 8, layers: [2, 3], lambda: 0.1, mode: 'entries', maxEntries: null },
+      data: { kind: 'option', dir: tinyCifarDir, trainRecords: 40, features: { dims: 20, of: 3072 }, batch: { records: 10 } },
+      network: { init: 'he', seed: 1, classes: 10, eps: 1e-5 },
+      check: { mode: 'entries', h: 1e-6, tolerance: 1e-6, coverage: 'every entry of every parameter' },
+      summary: { configurations: 8, failedRows: 0 },
+    });
+    expect(doc.configurations.map((c: { label: string }) => c.label)).toEqual([
+      '2-layer no BN λ=0', '2-layer no BN λ=0.1', '2-layer BN λ=0', '2-layer BN λ=0.1',
+      '3-layer no BN λ=0', '3-layer no BN λ=0.1', '3-layer BN λ=0', '3-layer BN λ=0.1',
+    ]);
+    const w1 = doc.configurations[2].parameters[0];
+    expect(Object.keys(w1).sort()).toEqual(
+      ['analyticExactlyZero', 'biasBeforeBatchNorm', 'evaluated', 'failures', 'maxAbsNumeric', 'maxRelativeError', 'meanRelativeError', 'name', 'passed', 'shape', 'skippedKinks', 'belowFloor', 'worst'].sort(),
+    );
+    expect(w1).toMatchObject({ name: 'W1', shape: [20, 8], evaluated: 160, passed: true });
+    expect(Object.keys(w1.worst).sort()).toEqual(['analytic', 'diff', 'index', 'numeric', 'relativeError']);
+    expect(doc.summary.rows).toBe(doc.configurations.reduce((a: number, c: { parameters: unknown[] }) => a + c.parameters.length, 0));
+  });
+});
