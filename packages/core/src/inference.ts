@@ -1,0 +1,54 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { validateLabels, type Float32Matrix, type Labels } from './api.js';
+import { CoreArgumentError, describeValue } from './errors.js';
+import type { CoreModel } from './model.js';
+import { forwardTrace } from './network.js';
+
+export interface PredictionResult {
+  /** n × classes, row-major. */
+  readonly probabilities: Float32Array;
+  readonly predictions: Int32Array;
+  /** Mean cross-entropy and accuracy, when labels were given. */
+  readonly loss: number | null;
+  readonly accuracy: number | null;
+}
+
+/**
+ * Inference-mode (running averages) predictions over a large set, `chunkSize` rows at a time so
+ * memory stays bounded by one chunk's activations. Rows are read from views of X: no copy of X.
+ */
+export function predict(model: CoreModel, x: Float32Matrix, options: { labels?: Labels; chunkSize?: number } = {}): PredictionResult {
+  const op = 'predict';
+  const { inputDim, classes } = model.config;
+  if (!x || !(x.data instanceof Float32Array)) throw new CoreArgumentError(op, 'X.data', 'a Float32Array', describeValue(x?.data));
+  if (x.cols !== inputDim) throw new CoreArgumentError(op, 'X.cols', `${inputDim} (inputDim)`, describeValue(x.cols));
+  if (x.data.length !== x.rows * x.cols) throw new CoreArgumentError(op, 'X.data', `length rows*cols = ${x.rows * x.cols}`, `length ${x.data.length}`);
+  const chunkSize = options.chunkSize ?? 1000;
+  if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new CoreArgumentError(op, 'chunkSize', 'a positive integer', describeValue(chunkSize));
+  if (options.labels) validateLabels(op, options.labels, x.rows, classes);
+
+  const probabilities = new Float32Array(x.rows * classes);
+  const predictions = new Int32Array(x.rows);
+  let lossSum = 0;
+  for (let start = 0; start < x.rows; start += chunkSize) {
+    const rows = Math.min(chunkSize, x.rows - start);
+    const view = x.data.subarray(start * inputDim, (start + rows) * inputDim);
+    const logProbs = tf.tidy(() => tf.logSoftmax(forwardTrace(model, tf.tensor2d(view, [rows, inputDim], 'float32'), 'inference').logits));
+    const logP = logProbs.dataSync() as Float32Array;
+    logProbs.dispose();
+    for (let i = 0; i < rows; i++) {
+      let best = 0;
+      for (let j = 0; j < classes; j++) {
+        probabilities[(start + i) * classes + j] = Math.exp(logP[i * classes + j]);
+        if (logP[i * classes + j] > logP[i * classes + best]) best = j;
+      }
+      predictions[start + i] = best;
+      // −log p_y from log-softmax: finite even where p_y itself underflows to 0.
+      if (options.labels) lossSum -= logP[i * classes + options.labels[start + i]];
+    }
+  }
+  if (!options.labels) return { probabilities, predictions, loss: null, accuracy: null };
+  let correct = 0;
+  for (let i = 0; i < x.rows; i++) if (predictions[i] === options.labels[i]) correct++;
+  return { probabilities, predictions, loss: lossSum / x.rows, accuracy: correct / x.rows };
+}

@@ -1,0 +1,129 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { CoreModel } from './model.js';
+
+// The hand-written float32 forward and backward passes, op for op the math of
+// @bnmlp/reference (ops.ts, batch-norm.ts). All functions here expect to run inside tf.tidy and
+// never validate: the public entry points in api.ts do that once.
+//
+// On the wasm backend, matMul with transposeA/transposeB takes a slow path, so transposes are
+// explicit (see the benchmark notes in README).
+
+export type Mode = 'train' | 'inference';
+
+export interface LayerTrace {
+  readonly input: tf.Tensor2D;
+  /** ŝ (BN layers) — the normalized scores. */
+  readonly normalized: tf.Tensor2D | null;
+  /** 1 / sqrt(σ² + ε) per feature (BN layers). */
+  readonly invStd: tf.Tensor1D | null;
+  /** Batch mean and biased variance (training-mode BN layers), for the running averages. */
+  readonly batchMean: tf.Tensor1D | null;
+  readonly batchVar: tf.Tensor1D | null;
+  /** The ReLU's input (hidden layers); the logits on the last layer. */
+  readonly preActivation: tf.Tensor2D;
+}
+
+export interface ForwardTrace {
+  readonly layers: LayerTrace[];
+  readonly logits: tf.Tensor2D;
+}
+
+export function forwardTrace(model: CoreModel, x: tf.Tensor2D, mode: Mode): ForwardTrace {
+  const { eps } = model.config;
+  const traces: LayerTrace[] = [];
+  let h = x;
+  model.layers.forEach((layer, l) => {
+    const scores = tf.add(tf.matMul(h, layer.W), layer.b) as tf.Tensor2D;
+    let trace: LayerTrace = { input: h, normalized: null, invStd: null, batchMean: null, batchVar: null, preActivation: scores };
+    if (layer.runningMean && layer.runningVar) {
+      let mean: tf.Tensor1D;
+      let variance: tf.Tensor1D;
+      let centered: tf.Tensor2D;
+      if (mode === 'train') {
+        // Two-pass variance: mean first, then mean of squared deviations (no E[x²] − E[x]² cancellation).
+        mean = tf.mean(scores, 0);
+        centered = tf.sub(scores, mean);
+        variance = tf.mean(tf.square(centered), 0);
+      } else {
+        mean = layer.runningMean;
+        variance = layer.runningVar;
+        centered = tf.sub(scores, mean);
+      }
+      const invStd = tf.rsqrt(tf.add(variance, eps)) as tf.Tensor1D;
+      const normalized = tf.mul(centered, invStd) as tf.Tensor2D;
+      let pre = normalized;
+      if (layer.gamma) pre = tf.mul(pre, layer.gamma);
+      if (layer.beta) pre = tf.add(pre, layer.beta);
+      trace = {
+        input: h,
+        normalized,
+        invStd,
+        batchMean: mode === 'train' ? mean : null,
+        batchVar: mode === 'train' ? variance : null,
+        preActivation: pre,
+      };
+    }
+    traces.push(trace);
+    if (l < model.layers.length - 1) h = tf.relu(trace.preActivation);
+  });
+  return { layers: traces, logits: traces[traces.length - 1].preActivation };
+}
+
+export interface LayerGradientTensors {
+  W: tf.Tensor2D;
+  /** null for the bias before training-mode BN: exactly 0 (Note [BN backward through batch statistics], @bnmlp/reference batch-norm.ts). */
+  b: tf.Tensor1D | null;
+  gamma: tf.Tensor1D | null;
+  beta: tf.Tensor1D | null;
+}
+
+/**
+ * Gradients of J = mean CE + λ Σ‖W‖² given one-hot labels. `needInputGradient` adds ∂J/∂X
+ * (tests only: the first layer's G Wᵀ is skipped otherwise).
+ */
+export function backwardTrace(
+  model: CoreModel, trace: ForwardTrace, oneHot: tf.Tensor2D, lambda: number, mode: Mode, needInputGradient = false,
+): { layers: LayerGradientTensors[]; input: tf.Tensor2D | null } {
+  const n = oneHot.shape[0];
+  const grads: LayerGradientTensors[] = new Array(model.layers.length);
+  // ∂(mean CE)/∂logits = (softmax − Y) / n
+  let g = tf.div(tf.sub(tf.softmax(trace.logits), oneHot), n) as tf.Tensor2D;
+  for (let l = model.layers.length - 1; l >= 0; l--) {
+    const layer = model.layers[l];
+    const t = trace.layers[l];
+    if (l < model.layers.length - 1) g = tf.mul(g, tf.step(t.preActivation, 0)) as tf.Tensor2D;
+    let dGamma: tf.Tensor1D | null = null;
+    let dBeta: tf.Tensor1D | null = null;
+    let dB: tf.Tensor1D | null;
+    if (t.normalized && t.invStd) {
+      if (layer.gamma) dGamma = tf.sum(tf.mul(g, t.normalized), 0) as tf.Tensor1D;
+      if (layer.beta) dBeta = tf.sum(g, 0) as tf.Tensor1D;
+      const gHat = layer.gamma ? (tf.mul(g, layer.gamma) as tf.Tensor2D) : g;
+      if (mode === 'train') {
+        // Note [BN backward through batch statistics] (@bnmlp/reference batch-norm.ts):
+        // ∂J/∂s = (1/σ̃) (ĝ − mean(ĝ) − ŝ · mean(ĝ ⊙ ŝ)).
+        const meanG = tf.mean(gHat, 0);
+        const meanGXhat = tf.mean(tf.mul(gHat, t.normalized), 0);
+        g = tf.mul(tf.sub(tf.sub(gHat, meanG), tf.mul(t.normalized, meanGXhat)), t.invStd) as tf.Tensor2D;
+        dB = null;
+      } else {
+        g = tf.mul(gHat, t.invStd) as tf.Tensor2D;
+        dB = tf.sum(g, 0) as tf.Tensor1D;
+      }
+    } else {
+      dB = tf.sum(g, 0) as tf.Tensor1D;
+    }
+    let dW = tf.matMul(tf.transpose(t.input), g) as tf.Tensor2D;
+    if (lambda !== 0) dW = tf.add(dW, tf.mul(layer.W, 2 * lambda)) as tf.Tensor2D;
+    grads[l] = { W: dW, b: dB, gamma: dGamma, beta: dBeta };
+    if (l > 0 || needInputGradient) g = tf.matMul(g, tf.transpose(layer.W));
+  }
+  return { layers: grads, input: needInputGradient ? g : null };
+}
+
+/** Mean cross-entropy from logits via log-softmax (finite for huge logits), and the L2 term. */
+export function lossTensors(model: CoreModel, logits: tf.Tensor2D, oneHot: tf.Tensor2D, lambda: number): { loss: tf.Scalar; penalty: tf.Scalar } {
+  const loss = tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits)), 1))) as tf.Scalar;
+  const penalty = lambda === 0 ? tf.scalar(0) : (tf.mul(tf.addN(model.layers.map((layer) => tf.sum(tf.square(layer.W)))), lambda) as tf.Scalar);
+  return { loss, penalty };
+}

@@ -1,0 +1,95 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { inputTensor, oneHotTensor, validateLabels, validateNonNegative, type InputBatch, type Labels } from './api.js';
+import { CoreArgumentError, describeValue } from './errors.js';
+import { parameterEntries, type CoreModel, type ParameterEntry } from './model.js';
+import { backwardTrace, forwardTrace, lossTensors } from './network.js';
+
+export interface SgdSettings {
+  /** L2 strength in J = loss + λ Σ‖W‖². */
+  readonly lambda: number;
+  /** η. */
+  readonly learningRate: number;
+  /** ρ. */
+  readonly momentum: number;
+}
+
+/**
+ * Momentum buffers, one per parameter, as variables. They store η-scaled steps:
+ * v = ρ·v + η·∇, θ = θ − v (as @bnmlp/reference's momentumStep).
+ */
+export interface MomentumState {
+  readonly velocity: ReadonlyMap<string, tf.Variable>;
+}
+
+export function createMomentumState(model: CoreModel): MomentumState {
+  return { velocity: new Map(parameterEntries(model).map((e) => [e.name, tf.variable(tf.zerosLike(e.variable))])) };
+}
+
+export function disposeMomentumState(state: MomentumState): void {
+  for (const v of state.velocity.values()) v.dispose();
+}
+
+export interface TrainStepResult {
+  /** Mean cross-entropy of the batch before the update (only with `returnLoss`; reading it synchronises). */
+  readonly loss: number | null;
+}
+
+function validateSettings(op: string, settings: SgdSettings): void {
+  if (!settings || typeof settings !== 'object') throw new CoreArgumentError(op, 'settings', 'an object {lambda, learningRate, momentum}', describeValue(settings));
+  validateNonNegative(op, 'settings.lambda', settings.lambda);
+  validateNonNegative(op, 'settings.learningRate', settings.learningRate);
+  validateNonNegative(op, 'settings.momentum', settings.momentum);
+}
+
+/**
+ * One fused mini-batch step, in place and without an autodiff tape: training-mode forward, the
+ * hand-written backward, v = ρv + η∇ and θ −= v for every parameter, then the BN running averages
+ * avg = α·avg + (1 − α)·batch from this batch's statistics (as @bnmlp/reference's trainStep).
+ * Every intermediate tensor is freed before returning.
+ */
+export function trainStep(
+  model: CoreModel, state: MomentumState, x: InputBatch, labels: Labels, settings: SgdSettings, options: { returnLoss?: boolean } = {},
+): TrainStepResult {
+  const op = 'trainStep';
+  validateSettings(op, settings);
+  const input = inputTensor(op, model, x, 'train');
+  try {
+    validateLabels(op, labels, input.tensor.shape[0], model.config.classes);
+    const entries = parameterEntries(model);
+    for (const e of entries)
+      if (!state.velocity.has(e.name)) throw new CoreArgumentError(op, 'state', `momentum buffers for ${e.name} (createMomentumState(model))`, 'missing');
+    let loss: number | null = null;
+    tf.tidy(() => {
+      const oneHot = oneHotTensor(labels, model.config.classes);
+      const trace = forwardTrace(model, input.tensor, 'train');
+      if (options.returnLoss) loss = lossTensors(model, trace.logits, oneHot, 0).loss.dataSync()[0];
+      const grads = backwardTrace(model, trace, oneHot, settings.lambda, 'train');
+      applyMomentum(entries, state, grads.layers, settings);
+      updateRunningAverages(model, trace.layers);
+    });
+    return { loss };
+  } finally {
+    if (input.owned) input.tensor.dispose();
+  }
+}
+
+function applyMomentum(entries: ParameterEntry[], state: MomentumState, grads: ReturnType<typeof backwardTrace>['layers'], { learningRate, momentum }: SgdSettings): void {
+  for (const e of entries) {
+    const v = state.velocity.get(e.name)!;
+    const g = grads[e.layer][e.kind];
+    // A null gradient is the bias before training-mode BN: exactly 0, so v = ρv and θ −= v.
+    const next = g ? tf.add(tf.mul(v, momentum), tf.mul(g, learningRate)) : tf.mul(v, momentum);
+    v.assign(next);
+    e.variable.assign(tf.sub(e.variable, v));
+  }
+}
+
+function updateRunningAverages(model: CoreModel, layers: ReturnType<typeof forwardTrace>['layers']): void {
+  const alpha = model.config.runningAverageKeep;
+  model.layers.forEach((layer, l) => {
+    const t = layers[l];
+    if (!layer.runningMean || !layer.runningVar || !t.batchMean || !t.batchVar) return;
+    layer.runningMean.assign(tf.add(tf.mul(layer.runningMean, alpha), tf.mul(t.batchMean, 1 - alpha)));
+    layer.runningVar.assign(tf.add(tf.mul(layer.runningVar, alpha), tf.mul(t.batchVar, 1 - alpha)));
+  });
+}
