@@ -1,11 +1,12 @@
 import { readFileSync } from 'node:fs';
 import type { Command, CommandContext } from './commands/command.js';
+import { benchCommand } from './commands/bench.js';
 import { gradcheckCommand } from './commands/gradcheck.js';
 import { CliArgumentError, quote } from './errors.js';
 import { formatFlags, type FlagSpec } from './options.js';
 
 /** Every command, in --help order. */
-export const COMMANDS: readonly Command[] = [gradcheckCommand];
+export const COMMANDS: readonly Command[] = [gradcheckCommand, benchCommand];
 
 export const TOP_LEVEL_FLAGS: readonly FlagSpec[] = [
   { flag: 'help', short: 'h', help: 'show this help; `bnmlp <command> --help` (or `bnmlp help <command>`) for a command' },

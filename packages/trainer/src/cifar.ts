@@ -2,6 +2,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CifarFormatError, TrainerArgumentError } from './errors.js';
+import { findInAncestors, isFile } from './shared-paths.js';
 
 /*
 CIFAR-10 binary batches (cifar-10-batches-bin): each record is 1 label byte (0-9) followed by
@@ -343,8 +344,7 @@ export interface LocateSharedCifarOptions {
 
 /** A directory that looks like cifar-10-batches-bin: it holds data_batch_1.bin. */
 export function isCifarDirectory(dir: string): boolean {
-  const first = join(dir, 'data_batch_1.bin');
-  return existsSync(first) && statSync(first).isFile();
+  return isFile(join(dir, 'data_batch_1.bin'));
 }
 
 /**
@@ -362,13 +362,5 @@ export function locateSharedCifar(options: LocateSharedCifarOptions = {}): strin
       throw new TrainerArgumentError('locateSharedCifar', CIFAR_DIR_ENV, 'a directory containing data_batch_1.bin', `'${fromEnv}'`);
     return dir;
   }
-  const starts = [options.cwd ?? process.cwd(), options.moduleDir ?? dirname(fileURLToPath(import.meta.url))];
-  for (const start of starts) {
-    for (let dir = resolve(start); ; dir = dirname(dir)) {
-      const candidate = join(dir, SHARED_CIFAR_RELATIVE_PATH);
-      if (isCifarDirectory(candidate)) return candidate;
-      if (dirname(dir) === dir) break;
-    }
-  }
-  return null;
+  return findInAncestors(SHARED_CIFAR_RELATIVE_PATH, isCifarDirectory, [options.cwd ?? process.cwd(), options.moduleDir ?? dirname(fileURLToPath(import.meta.url))]);
 }
