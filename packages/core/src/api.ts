@@ -32,7 +32,8 @@ export function inputTensor(op: string, model: CoreModel, x: InputBatch, mode: M
   } else {
     if (!x || !(x.data instanceof Float32Array)) throw new CoreArgumentError(op, 'X.data', 'a Float32Array', describeValue(x?.data));
     if (x.cols !== inputDim) throw new CoreArgumentError(op, 'X.cols', `${inputDim} (inputDim)`, describeValue(x.cols));
-    if (!Number.isInteger(x.rows) || x.data.length !== x.rows * x.cols)
+    if (!Number.isInteger(x.rows) || x.rows < 0) throw new CoreArgumentError(op, 'X.rows', 'a non-negative integer', describeValue(x.rows));
+    if (x.data.length !== x.rows * x.cols)
       throw new CoreArgumentError(op, 'X.data', `length rows*cols = ${x.rows * x.cols}`, `length ${x.data.length}`);
     rows = x.rows;
     result = { tensor: tf.tensor2d(x.data, [x.rows, x.cols], 'float32'), owned: true };
@@ -40,7 +41,7 @@ export function inputTensor(op: string, model: CoreModel, x: InputBatch, mode: M
   const minRows = mode === 'train' && batchNorm && hiddenDims.length > 0 ? 2 : 1;
   if (rows < minRows) {
     if (result.owned) result.tensor.dispose();
-    throw new CoreArgumentError(op, 'X', minRows === 2 ? 'at least 2 rows in training mode with batch norm' : 'at least 1 row', `${rows} rows`);
+    throw new CoreArgumentError(op, 'X', minRows === 2 ? 'at least 2 rows in training mode with batch norm' : 'at least 1 row', `${rows} row${rows === 1 ? '' : 's'}`);
   }
   return result;
 }

@@ -22,6 +22,8 @@ export function predict(model: CoreModel, x: Float32Matrix, options: { labels?: 
   const { inputDim, classes } = model.config;
   if (!x || !(x.data instanceof Float32Array)) throw new CoreArgumentError(op, 'X.data', 'a Float32Array', describeValue(x?.data));
   if (x.cols !== inputDim) throw new CoreArgumentError(op, 'X.cols', `${inputDim} (inputDim)`, describeValue(x.cols));
+  if (!Number.isInteger(x.rows) || x.rows < 0) throw new CoreArgumentError(op, 'X.rows', 'a non-negative integer', describeValue(x.rows));
+  if (x.rows === 0) throw new CoreArgumentError(op, 'X', 'at least 1 row', '0 rows');
   if (x.data.length !== x.rows * x.cols) throw new CoreArgumentError(op, 'X.data', `length rows*cols = ${x.rows * x.cols}`, `length ${x.data.length}`);
   const chunkSize = options.chunkSize ?? 1000;
   if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new CoreArgumentError(op, 'chunkSize', 'a positive integer', describeValue(chunkSize));

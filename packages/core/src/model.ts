@@ -45,12 +45,13 @@ export function hasBatchNorm(config: NetworkConfig, layer: number): boolean {
 /** Builds variables from plain values (validated by the caller). */
 export function modelFromValues(config: NetworkConfig, values: readonly LayerValues[]): CoreModel {
   const dims = layerDims(config);
-  const vec = (v: Float32Array | null) => (v ? tf.variable(tf.tensor1d(v, 'float32')) : null);
+  // tf.variable keeps its initial tensor alive too: create it inside tidy so only the variable remains.
+  const vec = (v: Float32Array | null) => (v ? tf.tidy(() => tf.variable(tf.tensor1d(v, 'float32'))) : null);
   return {
     config,
     layers: dims.map(([dIn, dOut], l) => ({
-      W: tf.variable(tf.tensor2d(values[l].W, [dIn, dOut], 'float32')),
-      b: tf.variable(tf.tensor1d(values[l].b, 'float32')),
+      W: tf.tidy(() => tf.variable(tf.tensor2d(values[l].W, [dIn, dOut], 'float32'))),
+      b: tf.tidy(() => tf.variable(tf.tensor1d(values[l].b, 'float32'))),
       gamma: vec(values[l].gamma),
       beta: vec(values[l].beta),
       runningMean: vec(values[l].runningMean),

@@ -22,7 +22,7 @@ export interface MomentumState {
 }
 
 export function createMomentumState(model: CoreModel): MomentumState {
-  return { velocity: new Map(parameterEntries(model).map((e) => [e.name, tf.variable(tf.zerosLike(e.variable))])) };
+  return { velocity: new Map(parameterEntries(model).map((e) => [e.name, tf.tidy(() => tf.variable(tf.zerosLike(e.variable)))])) };
 }
 
 export function disposeMomentumState(state: MomentumState): void {
@@ -56,8 +56,13 @@ export function trainStep(
   try {
     validateLabels(op, labels, input.tensor.shape[0], model.config.classes);
     const entries = parameterEntries(model);
-    for (const e of entries)
-      if (!state.velocity.has(e.name)) throw new CoreArgumentError(op, 'state', `momentum buffers for ${e.name} (createMomentumState(model))`, 'missing');
+    // All checked before anything is updated: a bad buffer must not leave a half-applied step.
+    for (const e of entries) {
+      const v = state?.velocity?.get(e.name);
+      if (!v) throw new CoreArgumentError(op, 'state', `momentum buffers for ${e.name} (createMomentumState(model))`, 'missing');
+      if (v.shape.join(',') !== e.variable.shape.join(','))
+        throw new CoreArgumentError(op, `state.velocity.${e.name}`, `shape [${e.variable.shape.join(',')}]`, `shape [${v.shape.join(',')}]`);
+    }
     let loss: number | null = null;
     tf.tidy(() => {
       const oneHot = oneHotTensor(labels, model.config.classes);

@@ -73,12 +73,14 @@ export function modelFromWeights(file: WeightsFile | string): CoreModel {
   if (data.format !== WEIGHTS_FORMAT) throw new CoreArgumentError(op, 'format', `'${WEIGHTS_FORMAT}'`, describeValue(data.format));
   if (data.version !== WEIGHTS_VERSION) throw new CoreArgumentError(op, 'version', String(WEIGHTS_VERSION), describeValue(data.version));
   if (data.dtype !== 'float32' && data.dtype !== 'float64') throw new CoreArgumentError(op, 'dtype', "'float32' or 'float64'", describeValue(data.dtype));
+  if (data.byteOrder !== 'little-endian') throw new CoreArgumentError(op, 'byteOrder', "'little-endian'", describeValue(data.byteOrder));
   const config = resolveConfig(op, data.config);
   const dims = layerDims(config);
   if (!Array.isArray(data.layers) || data.layers.length !== dims.length)
     throw new CoreArgumentError(op, 'layers', `an array of ${dims.length} layers`, describeValue(data.layers));
   const values = dims.map(([dIn, dOut], l): LayerValues => {
     const entry = data.layers[l];
+    if (typeof entry !== 'object' || entry === null) throw new CoreArgumentError(op, `layers[${l}]`, 'an object of base64 arrays', describeValue(entry));
     const read = (name: keyof WeightsFileLayer, length: number) => decode(op, `layers[${l}].${name}`, entry[name], data.dtype, length);
     const bn = hasBatchNorm(config, l);
     return {

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { forwardTrace } from '../network.js';
 import { reluSigns } from './compare.js';
 import { networkFromWeights, type Matrix, type Network } from '@bnmlp/reference';
-import { createPrng, nextInt, nextNormal } from '../prng.js';
+import { createPrng, nextInt, nextNormal, nextUniform } from '../prng.js';
 import { layerDims, resolveConfig, type NetworkConfig } from '../config.js';
 import { modelFromValues, hasBatchNorm, type CoreModel, type LayerValues } from '../model.js';
 import { modelToWeights } from '../weights-format.js';
@@ -23,19 +23,25 @@ export interface Case {
 
 export interface CaseLimits {
   readonly maxDepth?: number;
+  /** At least this many linear layers (default 1: softmax regression allowed). */
+  readonly minDepth?: number;
   readonly maxWidth?: number;
+  readonly minBatch?: number;
   readonly maxBatch?: number;
   readonly maxInput?: number;
+  readonly maxClasses?: number;
+  /** Force batch norm on or off; both when absent. */
+  readonly batchNorm?: boolean;
 }
 
 /** depth 1-5, widths 1-64, batch 2-128, input dim 1-256, BN on/off, γ/β on/off, λ ≥ 0 (the ranges). */
 export function caseArbitrary(limits: CaseLimits = {}): fc.Arbitrary<Case> {
   return fc.record({
     inputDim: fc.integer({ min: 1, max: limits.maxInput ?? 256 }),
-    hiddenDims: fc.array(fc.integer({ min: 1, max: limits.maxWidth ?? 64 }), { minLength: 0, maxLength: (limits.maxDepth ?? 5) - 1 }),
-    classes: fc.integer({ min: 2, max: 10 }),
-    batch: fc.integer({ min: 2, max: limits.maxBatch ?? 128 }),
-    batchNorm: fc.boolean(),
+    hiddenDims: fc.array(fc.integer({ min: 1, max: limits.maxWidth ?? 64 }), { minLength: (limits.minDepth ?? 1) - 1, maxLength: (limits.maxDepth ?? 5) - 1 }),
+    classes: fc.integer({ min: 2, max: limits.maxClasses ?? 10 }),
+    batch: fc.integer({ min: limits.minBatch ?? 2, max: limits.maxBatch ?? 128 }),
+    batchNorm: limits.batchNorm === undefined ? fc.boolean() : fc.constant(limits.batchNorm),
     bnAffine: fc.boolean(),
     lambda: fc.oneof(fc.constant(0), fc.double({ min: 1e-4, max: 1, noNaN: true })),
     seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
@@ -99,3 +105,27 @@ export function coreReluSigns(model: CoreModel, x: Float32Matrix, mode: 'train' 
 export const learningRateArbitrary = fc.double({ min: 1e-4, max: 0.5, noNaN: true });
 /** ρ: 0 (plain SGD) or a realistic momentum in [0.01, 0.99] (no subnormals, which float32 flushes to 0). */
 export const momentumArbitrary = fc.oneof(fc.constant(0), fc.double({ min: 0.01, max: 0.99, noNaN: true }));
+
+/**
+ * Inputs far from 0 (the reference batch-norm test's E[x²] − E[x]² trap, moved to the network's
+ * input): feature j is ±10^e_j + 0.1·N(0, 1) with e_j uniform in [4, maxExponent], maxExponent in
+ * [4, 7] (so shrinking moves toward offsets of 1e4). Rounded to float32 like every core input.
+ */
+export interface OffsetInputs {
+  readonly maxExponent: number;
+  readonly seed: number;
+}
+
+export const offsetInputsArbitrary: fc.Arbitrary<OffsetInputs> = fc.record({
+  maxExponent: fc.double({ min: 4, max: 7, noNaN: true }),
+  seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+});
+
+/** The case's data with X replaced by offset inputs (same weights and labels). */
+export function withOffsetInputs(data: CaseData, offsets: OffsetInputs): CaseData {
+  const prng = createPrng(offsets.seed);
+  const { rows, cols } = data.x;
+  const centers = Array.from({ length: cols }, () => (nextUniform(prng) < 0.5 ? -1 : 1) * 10 ** (4 + (offsets.maxExponent - 4) * nextUniform(prng)));
+  const x = Float32Array.from({ length: rows * cols }, (_, i) => centers[i % cols] + 0.1 * nextNormal(prng));
+  return { ...data, x: { rows, cols, data: x } };
+}
