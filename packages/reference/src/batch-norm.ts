@@ -38,13 +38,22 @@ export interface BatchNormForward {
   readonly normalized: Matrix;
 }
 
-/** Batch statistics with two passes (mean first, then squared deviations): no E[x²] − E[x]² cancellation. */
+/**
+ * Batch statistics with two passes (mean first, then squared deviations): no E[x²] − E[x]²
+ * cancellation. The mean gets one correction, mean += Σ(s − mean)/n: the rounded sum can leave it
+ * an ulp off (3 × 0.1), which for a constant feature would give ŝ ≈ ±ulp/sqrt(ε) instead of 0
+ * (and a ReLU sign decided by rounding when β = 0). With the correction a constant feature's mean
+ * is exact: s − mean is exact there (Sterbenz), and so are its sum and the division.
+ */
 export function batchStatistics(s: Matrix): { mean: Float64Array; variance: Float64Array } {
   const { rows: n, cols: d } = s;
   const mean = new Float64Array(d);
   const variance = new Float64Array(d);
   for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j] += s.data[i * d + j];
   for (let j = 0; j < d; j++) mean[j] /= n;
+  const correction = new Float64Array(d);
+  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) correction[j] += s.data[i * d + j] - mean[j];
+  for (let j = 0; j < d; j++) mean[j] += correction[j] / n;
   for (let i = 0; i < n; i++)
     for (let j = 0; j < d; j++) {
       const dev = s.data[i * d + j] - mean[j];

@@ -16,7 +16,9 @@ export class ReferenceArgumentError extends Error {
 }
 
 export function describeValue(value: unknown): string {
-  if (typeof value === 'number') return String(value);
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  // Quoted (and cut short): "got string" would not say which string was wrong.
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   if (value === null || value === undefined) return String(value);
   if (ArrayBuffer.isView(value)) return `${value.constructor.name}(${(value as Float64Array).length})`;
   if (Array.isArray(value)) return `array(${value.length})`;

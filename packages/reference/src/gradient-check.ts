@@ -49,6 +49,12 @@ export interface GradientCheckOptions {
    * with a broken one (running statistics) to prove the checker rejects it.
    */
   readonly numericForward?: (net: Network, x: Matrix) => ForwardResult;
+  /**
+   * Analytic gradients to judge instead of this package's own backward pass, by parameter name
+   * (same layout as the parameter): how @bnmlp/core's float32 gradients are checked against
+   * float64 centered differences on the same weights.
+   */
+  readonly analytic?: Readonly<Record<string, ArrayLike<number>>>;
 }
 
 export interface WorstEntry {
@@ -68,6 +74,7 @@ export interface ParameterCheck {
   readonly skippedKinks: number;
   readonly belowFloor: number;
   readonly maxRelativeError: number;
+  /** Over the entries judged by relative error (those passed by the floor are counted in belowFloor instead). */
   readonly meanRelativeError: number;
   /** The entry with the largest error (the largest |diff| when all are below the floor); null if nothing was compared. */
   readonly worst: WorstEntry | null;
@@ -129,9 +136,25 @@ export function gradientCheck(net: Network, x: Matrix, labels: ArrayLike<number>
     if (!(value >= 0) || !Number.isFinite(value) || (name === 'h' && value === 0))
       throw new ReferenceArgumentError('gradientCheck', name, name === 'h' ? 'a finite number > 0' : 'a finite number >= 0', describeValue(value));
 
+  for (const [name, value] of [['maxEntriesPerParameter', options.maxEntriesPerParameter], ['directions', options.directions]] as const)
+    if (value !== undefined && !(Number.isInteger(value) && value >= 1))
+      throw new ReferenceArgumentError('gradientCheck', name, 'a positive integer', describeValue(value));
+  const known = parameters(net).map((ref) => ref.name);
+  // An unknown name would silently check nothing and pass.
+  for (const name of options.only ?? [])
+    if (!known.includes(name)) throw new ReferenceArgumentError('gradientCheck', 'only', `parameter names among ${known.join(', ')}`, `'${name}'`);
+
   const numericForward = options.numericForward ?? ((n: Network, input: Matrix) => forward(n, input, 'train'));
-  const analyticPass = forward(net, x, 'train');
-  const analytic = backward(net, analyticPass, labels, lambda);
+  const analytic = options.analytic ? null : backward(net, forward(net, x, 'train'), labels, lambda);
+  const analyticOf = (ref: ParameterRef): ArrayLike<number> => {
+    if (!analytic) {
+      const given = options.analytic![ref.name];
+      if (!given || given.length !== ref.values.length)
+        throw new ReferenceArgumentError('gradientCheck', `analytic.${ref.name}`, `${ref.values.length} values`, describeValue(given));
+      return given;
+    }
+    return gradientOf(analytic, ref);
+  };
   const work = cloneNetwork(net);
   const evaluate = (): Evaluation => {
     const result = numericForward(work, x);
@@ -142,7 +165,7 @@ export function gradientCheck(net: Network, x: Matrix, labels: ArrayLike<number>
   const prng = createPrng(options.seed ?? DEFAULT_GRADIENT_CHECK.seed);
   const selected = parameters(work).filter((ref) => !options.only || options.only.includes(ref.name));
   const checks = selected.map((ref) => {
-    const grad = gradientOf(analytic, ref);
+    const grad = analyticOf(ref);
     return mode === 'entries'
       ? checkEntries(ref, grad, evaluate, base, h, tolerance, absoluteFloor, prng, options.maxEntriesPerParameter)
       : checkDirections(ref, grad, evaluate, base, h, tolerance, absoluteFloor, prng, options.directions ?? DEFAULT_GRADIENT_CHECK.directions);
@@ -176,7 +199,9 @@ class ErrorTally {
 
   add(index: number[], analytic: number, numeric: number): void {
     const diff = Math.abs(analytic - numeric);
-    const relative = relativeError(analytic, numeric);
+    // A NaN or infinite gradient (either side) is a failure, never a pass: NaN compares false
+    // with everything, so it is mapped to an infinite error before any comparison.
+    const relative = Number.isFinite(analytic) && Number.isFinite(numeric) ? relativeError(analytic, numeric) : Infinity;
     // The floor only excuses entries that fail relatively while differing by no more than rounding noise.
     const excused = relative > this.tolerance && diff <= this.absoluteFloor;
     const counted = excused ? 0 : relative;
@@ -202,12 +227,14 @@ class ErrorTally {
       skippedKinks: this.skippedKinks,
       belowFloor: this.belowFloor,
       maxRelativeError: this.maxRel,
-      meanRelativeError: this.compared ? this.sumRel / this.compared : 0,
+      // Over the entries judged relatively: floor-excused ones are counted apart (belowFloor).
+      meanRelativeError: this.compared > this.belowFloor ? this.sumRel / (this.compared - this.belowFloor) : 0,
       worst: this.worst,
       analyticExactlyZero,
       maxAbsNumeric: this.maxAbsNumeric,
       failures: this.failures,
-      passed: this.failures === 0,
+      // A parameter none of whose entries could be compared (all at kinks) is not verified.
+      passed: this.failures === 0 && (this.compared > 0 || this.evaluated === 0),
     };
   }
 }
@@ -217,7 +244,7 @@ function unflatten(ref: ParameterRef, flat: number): number[] {
 }
 
 function checkEntries(
-  ref: ParameterRef, grad: Float64Array, evaluate: () => Evaluation, base: Evaluation,
+  ref: ParameterRef, grad: ArrayLike<number>, evaluate: () => Evaluation, base: Evaluation,
   h: number, tolerance: number, absoluteFloor: number, prng: Prng, limit: number | undefined,
 ): ParameterCheck {
   const tally = new ErrorTally(tolerance, absoluteFloor);
@@ -238,11 +265,11 @@ function checkEntries(
     // Divide by the step actually taken (up − down is not exactly 2h in floating point).
     tally.add(unflatten(ref, i), grad[i], (plus.cost - minus.cost) / (up - down));
   }
-  return tally.result(ref, grad.every((g) => g === 0));
+  return tally.result(ref, Array.prototype.every.call(grad, (g: number) => g === 0));
 }
 
 function checkDirections(
-  ref: ParameterRef, grad: Float64Array, evaluate: () => Evaluation, base: Evaluation,
+  ref: ParameterRef, grad: ArrayLike<number>, evaluate: () => Evaluation, base: Evaluation,
   h: number, tolerance: number, absoluteFloor: number, prng: Prng, directions: number,
 ): ParameterCheck {
   const tally = new ErrorTally(tolerance, absoluteFloor);
@@ -266,7 +293,7 @@ function checkDirections(
     }
     tally.add([d], analytic, (plus.cost - minus.cost) / (2 * h));
   }
-  return tally.result(ref, grad.every((g) => g === 0));
+  return tally.result(ref, Array.prototype.every.call(grad, (g: number) => g === 0));
 }
 
 function formatEntry(name: string, w: WorstEntry, tolerance: number): string {
@@ -278,7 +305,11 @@ export function describeFailures(report: GradientCheckReport): string {
   const failed = report.parameters.filter((p) => !p.passed);
   if (failed.length === 0) return 'gradient check passed';
   return failed
-    .map((p) => `${formatEntry(p.name, p.worst!, report.tolerance)}; ${p.failures} of ${p.evaluated - p.skippedKinks} compared entries fail`)
+    .map((p) =>
+      p.worst
+        ? `${formatEntry(p.name, p.worst, report.tolerance)}; ${p.failures} of ${p.evaluated - p.skippedKinks} compared entries fail`
+        : `gradient of ${p.name} not verified: all ${p.evaluated} evaluated entries were skipped at ReLU kinks`,
+    )
     .join('\n');
 }
 

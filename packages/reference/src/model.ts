@@ -80,7 +80,8 @@ export function forward(net: Network, x: Matrix, mode: Mode = 'train'): ForwardR
       batchNorm =
         mode === 'train'
           ? batchNormForward(scores, eps)
-          : { mean: layer.bn.runningMean, variance: layer.bn.runningVar, normalized: normalize(scores, layer.bn.runningMean, layer.bn.runningVar, eps) };
+          : // Copies: the result must not alias the live running averages (a later update would rewrite it).
+            { mean: Float64Array.from(layer.bn.runningMean), variance: Float64Array.from(layer.bn.runningVar), normalized: normalize(scores, layer.bn.runningMean, layer.bn.runningVar, eps) };
       preActivation = scaleShiftForward(batchNorm.normalized, layer.bn.gamma, layer.bn.beta);
     }
     caches.push({ input: h, scores, batchNorm, preActivation });

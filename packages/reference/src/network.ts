@@ -62,9 +62,11 @@ export const DEFAULT_CONFIG = {
 export type NetworkConfigInput = Pick<NetworkConfig, 'inputDim' | 'hiddenDims' | 'classes'> &
   Partial<Omit<NetworkConfig, 'inputDim' | 'hiddenDims' | 'classes'>>;
 
-export function resolveConfig(input: NetworkConfigInput): NetworkConfig {
+/** Defaults filled in and every field validated; `op` names the caller in errors (e.g. networkFromWeights). */
+export function resolveConfig(input: NetworkConfigInput, op = 'createNetwork'): NetworkConfig {
+  if (!Array.isArray(input.hiddenDims))
+    throw new ReferenceArgumentError(op, 'hiddenDims', 'an array of positive integers', describeValue(input.hiddenDims));
   const config: NetworkConfig = { ...DEFAULT_CONFIG, ...input, hiddenDims: [...input.hiddenDims] };
-  const op = 'createNetwork';
   const positiveInt = (name: string, v: unknown) => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
       throw new ReferenceArgumentError(op, name, 'a positive integer', describeValue(v));
@@ -72,6 +74,9 @@ export function resolveConfig(input: NetworkConfigInput): NetworkConfig {
   positiveInt('inputDim', config.inputDim);
   positiveInt('classes', config.classes);
   config.hiddenDims.forEach((d, i) => positiveInt(`hiddenDims[${i}]`, d));
+  // A weights file's "false" string would otherwise be truthy.
+  for (const name of ['batchNorm', 'bnAffine'] as const)
+    if (typeof config[name] !== 'boolean') throw new ReferenceArgumentError(op, name, 'a boolean', describeValue(config[name]));
   if (!(config.eps > 0) || !Number.isFinite(config.eps))
     throw new ReferenceArgumentError(op, 'eps', 'a finite number > 0', describeValue(config.eps));
   if (!(config.runningAverageKeep >= 0 && config.runningAverageKeep <= 1))
@@ -95,12 +100,23 @@ export function initStd(scheme: InitScheme, dIn: number, dOut: number): number {
   }
 }
 
+function validateInit(init: InitScheme): void {
+  const op = 'createNetwork';
+  const kind = (init as { kind?: unknown } | null)?.kind;
+  if (kind !== 'he' && kind !== 'xavier' && kind !== 'normal')
+    throw new ReferenceArgumentError(op, 'init.kind', "'he', 'xavier' or 'normal'", describeValue(kind));
+  // An unknown kind or a bad sigma would otherwise give NaN weights silently.
+  if (init.kind === 'normal' && !(Number.isFinite(init.sigma) && init.sigma >= 0))
+    throw new ReferenceArgumentError(op, 'init.sigma', 'a finite number >= 0', describeValue(init.sigma));
+}
+
 /**
  * A new network: W ~ N(0, std²) by the init scheme, drawn row by row from `prng` (layer 1 first);
  * b = 0, γ = 1, β = 0, running mean 0, running variance 1.
  */
 export function createNetwork(configInput: NetworkConfigInput, init: InitScheme = { kind: 'he' }, prng: Prng = createPrng(0)): Network {
   const config = resolveConfig(configInput);
+  validateInit(init);
   const dims = layerDims(config);
   const layers = dims.map(([dIn, dOut], l): Layer => {
     const std = initStd(init, dIn, dOut);

@@ -44,27 +44,40 @@ export function softmax(logits: Matrix): Matrix {
 /**
  * Mean cross-entropy, per row log Σ exp(s) − s_y computed as a shifted log-sum-exp so that
  * huge logits give a finite loss (log of a softmax that underflowed to 0 would give Infinity).
+ * The max's own term is exactly 1, so log Σ = log1p(Σ of the others): for a confident row that
+ * sum t is tiny and log(1 + t) would keep only ~ε/t of its relative accuracy (log1p keeps all).
  */
 export function crossEntropyForward(logits: Matrix, labels: ArrayLike<number>): number {
   const { rows: n, cols: k } = logits;
   let total = 0;
   for (let i = 0; i < n; i++) {
-    let max = -Infinity;
-    for (let j = 0; j < k; j++) max = Math.max(max, logits.data[i * k + j]);
-    let sum = 0;
-    for (let j = 0; j < k; j++) sum += Math.exp(logits.data[i * k + j] - max);
-    total += Math.log(sum) + max - logits.data[i * k + labels[i]];
+    let argmax = 0;
+    for (let j = 1; j < k; j++) if (logits.data[i * k + j] > logits.data[i * k + argmax]) argmax = j;
+    const max = logits.data[i * k + argmax];
+    let others = 0;
+    for (let j = 0; j < k; j++) if (j !== argmax) others += Math.exp(logits.data[i * k + j] - max);
+    // max − s_y first (0 when the label wins): adding the small log1p term to max and then
+    // subtracting max again would leave only an ulp of max of it.
+    total += Math.log1p(others) + (max - logits.data[i * k + labels[i]]);
   }
   return total / n;
 }
 
-/** ∂(mean CE)/∂logits = (P − onehot(Y)) / n. */
+/**
+ * ∂(mean CE)/∂logits = (P − onehot(Y)) / n. The label's entry p_y − 1 is computed as −Σ_{j≠y} p_j
+ * (equal, since softmax rows sum to 1): for a confident row p_y − 1 would cancel to a few ulps.
+ */
 export function crossEntropyBackward(probs: Matrix, labels: ArrayLike<number>): Matrix {
   const { rows: n, cols: k } = probs;
   const g = zeros(n, k);
   for (let i = 0; i < n; i++) {
-    for (let j = 0; j < k; j++) g.data[i * k + j] = probs.data[i * k + j] / n;
-    g.data[i * k + labels[i]] -= 1 / n;
+    const y = labels[i];
+    let others = 0;
+    for (let j = 0; j < k; j++) {
+      g.data[i * k + j] = probs.data[i * k + j] / n;
+      if (j !== y) others += probs.data[i * k + j];
+    }
+    g.data[i * k + y] = -others / n;
   }
   return g;
 }

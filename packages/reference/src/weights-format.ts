@@ -59,7 +59,10 @@ export function networkFromWeights(file: WeightsFile | string): Network {
   if (data.format !== WEIGHTS_FORMAT) throw new ReferenceArgumentError(op, 'format', `'${WEIGHTS_FORMAT}'`, describeValue(data.format));
   if (data.version !== WEIGHTS_VERSION) throw new ReferenceArgumentError(op, 'version', String(WEIGHTS_VERSION), describeValue(data.version));
   if (data.dtype !== 'float32' && data.dtype !== 'float64') throw new ReferenceArgumentError(op, 'dtype', "'float32' or 'float64'", describeValue(data.dtype));
-  const config = resolveConfig(data.config);
+  // Every value is decoded little-endian; any other declared order would be silently misread.
+  if (data.byteOrder !== 'little-endian') throw new ReferenceArgumentError(op, 'byteOrder', "'little-endian'", describeValue(data.byteOrder));
+  if (typeof data.config !== 'object' || data.config === null) throw new ReferenceArgumentError(op, 'config', 'a network config object', describeValue(data.config));
+  const config = resolveConfig(data.config, op);
   const dims = layerDims(config);
   if (!Array.isArray(data.layers) || data.layers.length !== dims.length)
     throw new ReferenceArgumentError(op, 'layers', `an array of ${dims.length} layers`, describeValue(data.layers));
