@@ -17,7 +17,7 @@ describe('bnmlp', () => {
     expect(status).toBe(0);
     expect(stderr).toBe('');
     expect(stdout).toBe(topLevelHelp());
-    expect(COMMANDS.map((c) => c.name)).toEqual(['gradcheck']);
+    expect(COMMANDS.map((c) => c.name)).toEqual(['gradcheck', 'bench']);
     for (const command of COMMANDS) expect(stdout).toMatch(new RegExp(`^  ${command.name} +${command.summary}$`, 'm'));
     for (const flag of TOP_LEVEL_FLAGS) expect(stdout).toContain(`-${flag.short}, --${flag.flag}`);
     expect((await run(['-h'])).stdout).toBe(stdout);
@@ -36,9 +36,9 @@ describe('bnmlp', () => {
   });
 
   it('rejects an unknown command or option with status 2', async () => {
-    const bench = await run(['bench']);
-    expect(bench.status).toBe(2);
-    expect(bench.stderr).toBe("bnmlp: argument 'command' must be one of 'gradcheck', got 'bench'\n(see `bnmlp --help`)\n");
+    const train = await run(['train']);
+    expect(train.status).toBe(2);
+    expect(train.stderr).toBe("bnmlp: argument 'command' must be one of 'gradcheck', 'bench', got 'train'\n(see `bnmlp --help`)\n");
     const option = await run(['--verbose']);
     expect(option.status).toBe(2);
     expect(option.stderr).toContain('option --verbose must be a command, --help or --version first');
