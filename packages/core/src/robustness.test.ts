@@ -10,9 +10,9 @@ import { disposeModel, modelFromValues, modelValues, type CoreModel, type LayerV
 import { forwardTrace } from './network.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
 import { availableBackends } from './test-support/backends.js';
-import { caseArbitrary, caseData, coreModelOf, coreReluSigns, offsetInputsArbitrary, referenceMatrix, referenceOf, withOffsetInputs, type CaseData } from './test-support/arbitraries.js';
+import { caseArbitrary, caseData, coreModelOf, offsetInputsArbitrary, referenceMatrix, referenceOf, sameReluSides, withOffsetInputs, type CaseData } from './test-support/arbitraries.js';
 import { expectAllFinite } from './test-support/assertions.js';
-import { expectClose, forwardLimit, gradientLimits, referenceReluSigns, roundingBounds, runningAverageLimits, sameSigns, ROUNDING_BOUND_FACTOR, UNIT_ROUNDOFF, type RoundingBoundsOptions } from './test-support/compare.js';
+import { expectClose, forwardLimit, gradientLimits, roundingBounds, runningAverageLimits, ROUNDING_BOUND_FACTOR, UNIT_ROUNDOFF, type RoundingBoundsOptions } from './test-support/compare.js';
 
 // The reference's robustness cases (batch-norm.test.ts, model.test.ts edge cases), run on the core
 // in float32 and compared with the reference on the same float32 weights and inputs.
@@ -47,10 +47,6 @@ function coreBatchVariances(model: CoreModel, x: Float32Matrix): Float32Array[] 
 
 function expectNonNegative(label: string, values: ArrayLike<number>): void {
   for (let i = 0; i < values.length; i++) if (!(values[i] >= 0)) expect.fail(`${label}[${i}] = ${values[i]} (must be ≥ 0)`);
-}
-
-function sameReluSides(model: CoreModel, net: ref.Network, x: Float32Matrix, mode: ref.Mode): boolean {
-  return sameSigns(coreReluSigns(model, x, mode), referenceReluSigns(ref.forward(net, referenceMatrix(x), mode)));
 }
 
 /** Forward (both modes), cost and gradients of core and reference on the same float32 weights and batch, within the rounding bounds. */
