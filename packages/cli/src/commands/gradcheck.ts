@@ -202,7 +202,7 @@ export interface GradcheckParameterRow {
   /** Entries (or directions) evaluated, kinks included. */
   readonly evaluated: number;
   readonly skippedKinks: number;
-  /** Entries that fail relatively but differ by no more than the absolute floor (rounding noise): they pass, and count as 0 in the relative errors. */
+  /** Entries that fail relatively but differ by no more than the absolute floor (rounding noise): they pass, and are left out of the relative-error statistics. */
   readonly belowFloor: number;
   readonly maxRelativeError: number;
   readonly meanRelativeError: number;
@@ -428,7 +428,7 @@ export function formatGradcheckReport(report: GradcheckReport): string {
     `features: the first ${data.features.dims} of ${data.features.of}, ${data.features.preprocessing}`,
     `networks: hidden width ${o.hidden}, He init (seed ${network.seed}), b = 0, gamma = 1, beta = 0; BN with affine gamma/beta, eps ${formatNumber(network.eps)}, batch statistics`,
     `check:    ${check.mode} mode, ${check.coverage}; h = ${formatNumber(check.h)}, tolerance ${formatNumber(check.tolerance)} on ${check.relativeError}`,
-    `          "floor": entries within the rounding floor 64*eps*max(1,|J|)/h (${floorRange} here): they pass, are left out of max rel err and count as 0 in mean rel err`,
+    `          "floor": entries within the rounding floor 64*eps*max(1,|J|)/h (${floorRange} here): they pass and are left out of max and mean rel err`,
     '',
   ];
   const headers = ['configuration', 'param', 'shape', 'checked', 'kinks', 'floor', 'max rel err', 'mean rel err', 'worst entry', 'result'];
