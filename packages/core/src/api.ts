@@ -19,31 +19,34 @@ function isTensor(x: unknown): x is tf.Tensor {
   return x instanceof tf.Tensor;
 }
 
+/** A Float32Matrix's type and shape against the model's input width (its row minimum is checked apart). */
+export function validateFloat32Matrix(op: string, x: Float32Matrix, inputDim: number): void {
+  if (!x || !(x.data instanceof Float32Array)) throw new CoreArgumentError(op, 'X.data', 'a Float32Array', describeValue(x?.data));
+  if (x.cols !== inputDim) throw new CoreArgumentError(op, 'X.cols', `${inputDim} (inputDim)`, describeValue(x.cols));
+  if (!Number.isInteger(x.rows) || x.rows < 0) throw new CoreArgumentError(op, 'X.rows', 'a non-negative integer', describeValue(x.rows));
+  if (x.data.length !== x.rows * x.cols) throw new CoreArgumentError(op, 'X.data', `length rows*cols = ${x.rows * x.cols}`, `length ${x.data.length}`);
+}
+
+/** At least 1 row, or 2 in training mode with batch norm (the batch variance of 1 row is 0). */
+export function validateRowCount(op: string, model: CoreModel, rows: number, mode: Mode): void {
+  const { batchNorm, hiddenDims } = model.config;
+  const minRows = mode === 'train' && batchNorm && hiddenDims.length > 0 ? 2 : 1;
+  if (rows < minRows)
+    throw new CoreArgumentError(op, 'X', minRows === 2 ? 'at least 2 rows in training mode with batch norm' : 'at least 1 row', `${rows} row${rows === 1 ? '' : 's'}`);
+}
+
 /** Validates X against the model and returns it as a tensor (`owned`: the caller must dispose it). */
 export function inputTensor(op: string, model: CoreModel, x: InputBatch, mode: Mode): { tensor: tf.Tensor2D; owned: boolean } {
-  const { inputDim, batchNorm, hiddenDims } = model.config;
-  let rows: number;
-  let result: { tensor: tf.Tensor2D; owned: boolean };
+  const { inputDim } = model.config;
   if (isTensor(x)) {
     if (x.rank !== 2 || x.shape[1] !== inputDim) throw new CoreArgumentError(op, 'X', `a rank-2 tensor [n, ${inputDim}]`, describeValue(x));
     if (x.dtype !== 'float32') throw new CoreArgumentError(op, 'X', 'dtype float32', x.dtype);
-    rows = x.shape[0];
-    result = { tensor: x, owned: false };
-  } else {
-    if (!x || !(x.data instanceof Float32Array)) throw new CoreArgumentError(op, 'X.data', 'a Float32Array', describeValue(x?.data));
-    if (x.cols !== inputDim) throw new CoreArgumentError(op, 'X.cols', `${inputDim} (inputDim)`, describeValue(x.cols));
-    if (!Number.isInteger(x.rows) || x.rows < 0) throw new CoreArgumentError(op, 'X.rows', 'a non-negative integer', describeValue(x.rows));
-    if (x.data.length !== x.rows * x.cols)
-      throw new CoreArgumentError(op, 'X.data', `length rows*cols = ${x.rows * x.cols}`, `length ${x.data.length}`);
-    rows = x.rows;
-    result = { tensor: tf.tensor2d(x.data, [x.rows, x.cols], 'float32'), owned: true };
+    validateRowCount(op, model, x.shape[0], mode);
+    return { tensor: x, owned: false };
   }
-  const minRows = mode === 'train' && batchNorm && hiddenDims.length > 0 ? 2 : 1;
-  if (rows < minRows) {
-    if (result.owned) result.tensor.dispose();
-    throw new CoreArgumentError(op, 'X', minRows === 2 ? 'at least 2 rows in training mode with batch norm' : 'at least 1 row', `${rows} row${rows === 1 ? '' : 's'}`);
-  }
-  return result;
+  validateFloat32Matrix(op, x, inputDim);
+  validateRowCount(op, model, x.rows, mode);
+  return { tensor: tf.tensor2d(x.data, [x.rows, x.cols], 'float32'), owned: true };
 }
 
 export function validateLabels(op: string, labels: Labels, rows: number, classes: number): void {

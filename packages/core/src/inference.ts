@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { validateLabels, type Float32Matrix, type Labels } from './api.js';
+import { validateFloat32Matrix, validateLabels, validateRowCount, type Float32Matrix, type Labels } from './api.js';
 import { CoreArgumentError, describeValue } from './errors.js';
 import type { CoreModel } from './model.js';
 import { forwardTrace } from './network.js';
@@ -20,11 +20,8 @@ export interface PredictionResult {
 export function predict(model: CoreModel, x: Float32Matrix, options: { labels?: Labels; chunkSize?: number } = {}): PredictionResult {
   const op = 'predict';
   const { inputDim, classes } = model.config;
-  if (!x || !(x.data instanceof Float32Array)) throw new CoreArgumentError(op, 'X.data', 'a Float32Array', describeValue(x?.data));
-  if (x.cols !== inputDim) throw new CoreArgumentError(op, 'X.cols', `${inputDim} (inputDim)`, describeValue(x.cols));
-  if (!Number.isInteger(x.rows) || x.rows < 0) throw new CoreArgumentError(op, 'X.rows', 'a non-negative integer', describeValue(x.rows));
-  if (x.rows === 0) throw new CoreArgumentError(op, 'X', 'at least 1 row', '0 rows');
-  if (x.data.length !== x.rows * x.cols) throw new CoreArgumentError(op, 'X.data', `length rows*cols = ${x.rows * x.cols}`, `length ${x.data.length}`);
+  validateFloat32Matrix(op, x, inputDim);
+  validateRowCount(op, model, x.rows, 'inference');
   const chunkSize = options.chunkSize ?? 1000;
   if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new CoreArgumentError(op, 'chunkSize', 'a positive integer', describeValue(chunkSize));
   if (options.labels) validateLabels(op, options.labels, x.rows, classes);
