@@ -2,11 +2,10 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as ref from '@bnmlp/reference';
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from './backend.js';
 import { costAndGradients, forward, type Float32Matrix } from './api.js';
 import { disposeModel, modelValues, type CoreModel } from './model.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
-import { availableBackends } from './test-support/backends.js';
+import { availableBackends, useBackend } from './test-support/backends.js';
 import { caseArbitrary, caseData, coreModelOf, learningRateArbitrary, momentumArbitrary, referenceMatrix, referenceOf, sameReluSides } from './test-support/arbitraries.js';
 import { expectClose, float32UpdateAllowance, forwardLimit, gradientLimits, roundingBounds } from './test-support/compare.js';
 
@@ -40,7 +39,7 @@ function awayFromKinks(model: CoreModel, net: ref.Network, x: Float32Matrix, mod
 
 describe.each(backends)('core vs reference on %s', (backend) => {
   beforeAll(async () => {
-    await initBackend(backend);
+    await useBackend(backend);
   });
 
   test('forward probabilities in both modes agree', () => {

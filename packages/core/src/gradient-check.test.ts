@@ -1,10 +1,9 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as ref from '@bnmlp/reference';
-import { initBackend } from './backend.js';
 import { costAndGradients } from './api.js';
 import { disposeModel, type CoreModel } from './model.js';
-import { availableBackends } from './test-support/backends.js';
+import { availableBackends, useBackend } from './test-support/backends.js';
 import { caseArbitrary, caseData, coreModelOf, referenceMatrix, referenceOf, sameReluSides, type Case } from './test-support/arbitraries.js';
 import { expectClose, gradientLimits, roundingBounds } from './test-support/compare.js';
 import { directionalCheck, randomDirection, DIRECTIONAL_EPS } from './test-support/directional.js';
@@ -79,7 +78,7 @@ const wrongGradientCases: Case[] = [
 
 describe.each(backends)('gradient checks of the core on %s', (backend) => {
   beforeAll(async () => {
-    await initBackend(backend);
+    await useBackend(backend);
   });
 
   test('(a) float32 analytic gradients pass the reference float64 centered-difference check on the same weights', () => {

@@ -12,3 +12,7 @@ export { forward, costAndGradients, type CostAndGradients, type Float32Matrix, t
 export type { Mode } from './network.js';
 export { trainStep, createMomentumState, disposeMomentumState, type MomentumState, type SgdSettings, type TrainStepResult } from './train-step.js';
 export { predict, type PredictionResult } from './inference.js';
+export {
+  allowRelaxedSimd, configureDenseKernels, denseKernelStatus, DENSE_KERNEL_CHOICES,
+  type DenseKernelChoice, type DenseKernelStatus, type DenseKernelVariant,
+} from './dense-kernels.js';

@@ -2,11 +2,10 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as ref from '@bnmlp/reference';
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from './backend.js';
 import { forward } from './api.js';
 import { predict } from './inference.js';
 import { disposeModel, modelValues, type CoreModel } from './model.js';
-import { availableBackends } from './test-support/backends.js';
+import { availableBackends, useBackend } from './test-support/backends.js';
 import { caseArbitrary, caseData, coreModelOf, referenceMatrix, referenceOf, type Case, type CaseData } from './test-support/arbitraries.js';
 import { expectClose, forwardLimit, roundingBounds, type Limit } from './test-support/compare.js';
 
@@ -53,7 +52,7 @@ function expectSamePredictions(label: string, actual: Int32Array, expectedProbs:
 
 describe.each(backends)('predict on %s', (backend) => {
   beforeAll(async () => {
-    await initBackend(backend);
+    await useBackend(backend);
   });
 
   test.each([1000, 7])('2500 rows in chunks of %i: probabilities, predictions, loss and accuracy match one forward pass and the reference', (chunkSize) => {

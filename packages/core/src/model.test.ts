@@ -2,14 +2,13 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, test } from 'vitest';
 import * as ref from '@bnmlp/reference';
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from './backend.js';
 import { forward } from './api.js';
 import type { InitScheme } from './config.js';
 import { cloneModel, createModel, disposeModel, modelValues, parameterEntries, type CoreModel } from './model.js';
 import { createPrng } from './prng.js';
 import { modelFromWeights, modelToWeights } from './weights-format.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
-import { availableBackends } from './test-support/backends.js';
+import { availableBackends, useBackend } from './test-support/backends.js';
 import { caseData, coreModelOf } from './test-support/arbitraries.js';
 
 const backends = await availableBackends();
@@ -42,7 +41,7 @@ function roundedReferenceValues(net: ref.Network) {
 
 describe.each(backends)('models on %s', (backend) => {
   beforeAll(async () => {
-    await initBackend(backend);
+    await useBackend(backend);
   });
 
   test('createModel(seed) holds the reference createNetwork(seed) weights rounded to float32, for he, xavier and normal init', () => {

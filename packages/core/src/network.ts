@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { denseMomentumStep, denseScores, denseWeightGradient } from './dense-kernels.js';
 import type { CoreModel } from './model.js';
 
 // The hand-written float32 forward and backward passes, op for op the math of
@@ -6,7 +7,8 @@ import type { CoreModel } from './model.js';
 // never validate: the public entry points in api.ts do that once.
 //
 // On the wasm backend, matMul with transposeA/transposeB takes a slow path, so transposes are
-// explicit (see the benchmark notes in README).
+// explicit (see the benchmark notes in README), and the first layer's large products run in our
+// own kernels (dense-kernels.ts).
 
 export type Mode = 'train' | 'inference';
 
@@ -33,7 +35,7 @@ export function forwardTrace(model: CoreModel, x: tf.Tensor2D, mode: Mode): Forw
   const traces: LayerTrace[] = [];
   let h = x;
   model.layers.forEach((layer, l) => {
-    const scores = tf.add(tf.matMul(h, layer.W), layer.b) as tf.Tensor2D;
+    const scores = denseScores(h, layer.W, layer.b);
     let trace: LayerTrace = { input: h, normalized: null, invStd: null, batchMean: null, batchVar: null, preActivation: scores };
     if (layer.runningMean && layer.runningVar) {
       let mean: tf.Tensor1D;
@@ -70,20 +72,39 @@ export function forwardTrace(model: CoreModel, x: tf.Tensor2D, mode: Mode): Forw
 }
 
 export interface LayerGradientTensors {
-  W: tf.Tensor2D;
+  /** null when the momentum step of W was fused into the backward pass (`weightSteps`). */
+  W: tf.Tensor2D | null;
   /** null for the bias before training-mode BN: exactly 0 (Note [BN backward through batch statistics], @bnmlp/reference batch-norm.ts). */
   b: tf.Tensor1D | null;
   gamma: tf.Tensor1D | null;
   beta: tf.Tensor1D | null;
 }
 
+/** Momentum settings and each layer's W velocity, for a backward pass that steps W itself. */
+export interface FusedWeightSteps {
+  readonly learningRate: number;
+  readonly momentum: number;
+  readonly velocity: readonly tf.Tensor2D[];
+}
+
+export interface BackwardResult {
+  readonly layers: LayerGradientTensors[];
+  /** ∂J/∂X, with `needInputGradient`. */
+  readonly input: tf.Tensor2D | null;
+  /** With `weightSteps`: each layer's new W and W velocity (v' = ρv + η∂J/∂W, W' = W − v'), for the caller to assign. */
+  readonly weightSteps: Array<{ w: tf.Tensor2D; v: tf.Tensor2D }> | null;
+}
+
 /**
  * Gradients of J = mean CE + λ Σ‖W‖² given one-hot labels. `needInputGradient` adds ∂J/∂X
- * (tests only: the first layer's G Wᵀ is skipped otherwise).
+ * (tests only: the first layer's G Wᵀ is skipped otherwise). With `weightSteps` the W gradients
+ * are not returned (W: null) but folded into each W's momentum step (see denseMomentumStep).
  */
 export function backwardTrace(
   model: CoreModel, trace: ForwardTrace, oneHot: tf.Tensor2D, lambda: number, mode: Mode, needInputGradient = false,
-): { layers: LayerGradientTensors[]; input: tf.Tensor2D | null } {
+  weightSteps?: FusedWeightSteps,
+): BackwardResult {
+  const steps: Array<{ w: tf.Tensor2D; v: tf.Tensor2D }> | null = weightSteps ? new Array(model.layers.length) : null;
   const n = oneHot.shape[0];
   const grads: LayerGradientTensors[] = new Array(model.layers.length);
   // ∂(mean CE)/∂logits = (softmax − Y) / n
@@ -113,12 +134,17 @@ export function backwardTrace(
     } else {
       dB = tf.sum(g, 0) as tf.Tensor1D;
     }
-    let dW = tf.matMul(tf.transpose(t.input), g) as tf.Tensor2D;
-    if (lambda !== 0) dW = tf.add(dW, tf.mul(layer.W, 2 * lambda)) as tf.Tensor2D;
+    let dW: tf.Tensor2D | null = null;
+    if (steps && weightSteps) {
+      const { learningRate, momentum, velocity } = weightSteps;
+      steps[l] = denseMomentumStep(t.input, g, layer.W, velocity[l], { lambda, learningRate, momentum });
+    } else {
+      dW = denseWeightGradient(t.input, g, layer.W, lambda);
+    }
     grads[l] = { W: dW, b: dB, gamma: dGamma, beta: dBeta };
     if (l > 0 || needInputGradient) g = tf.matMul(g, tf.transpose(layer.W));
   }
-  return { layers: grads, input: needInputGradient ? g : null };
+  return { layers: grads, input: needInputGradient ? g : null, weightSteps: steps };
 }
 
 /** Mean cross-entropy from logits via log-softmax (finite for huge logits), and the L2 term. */

@@ -70,14 +70,14 @@ describe.skipIf(skip)('@bnmlp/core as a packed, installed package', { timeout: T
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  test('the tarball holds dist and package.json only, with the exports map targets present', () => {
+  test('the tarball holds dist, the two wasm kernel builds and package.json only, with the exports map targets present', () => {
     const tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!);
     const files = run('tar', ['tzf', tarball], work).stdout.trim().split('\n');
 
     expect(files).toContain('package/package.json');
     expect(files).toContain('package/dist/index.js');
     expect(files).toContain('package/dist/index.d.ts');
-    expect(files.filter((f) => !f.startsWith('package/dist/') && f !== 'package/package.json')).toEqual([]);
+    expect(files.filter((f) => !f.startsWith('package/dist/') && f !== 'package/package.json').sort()).toEqual(['package/wasm/dense-relaxed-simd.wasm', 'package/wasm/dense-simd128.wasm']);
     expect(files.some((f) => f.includes('.test.') || f.includes('test-support'))).toBe(false);
   });
 
@@ -85,7 +85,7 @@ describe.skipIf(skip)('@bnmlp/core as a packed, installed package', { timeout: T
     // Arrange
     writeFileSync(
       join(consumer, 'smoke.mjs'),
-      `import { initBackend, createModel, createMomentumState, forward, trainStep, predict, disposeModel, tf } from '@bnmlp/core';
+      `import { initBackend, createModel, createMomentumState, forward, trainStep, predict, disposeModel, denseKernelStatus, tf } from '@bnmlp/core';
 const info = await initBackend();
 const model = createModel({ inputDim: 3, hiddenDims: [4], classes: 2 }, { seed: 1 });
 const x = { rows: 4, cols: 3, data: Float32Array.from([0.1, 0.2, 0.3, -1, 0.5, 2, 0.3, 0.3, -0.7, 1, 1, 1]) };
@@ -95,7 +95,7 @@ const state = createMomentumState(model);
 const losses = [];
 for (let i = 0; i < 20; i++) losses.push(trainStep(model, state, x, labels, { lambda: 0, learningRate: 0.2, momentum: 0.9 }, { returnLoss: true }).loss);
 const predicted = predict(model, x, { labels, chunkSize: 3 });
-console.log(JSON.stringify({ backend: info.name, probabilities: Array.from(probs.dataSync()), losses, predictions: Array.from(predicted.predictions), loss: predicted.loss, accuracy: predicted.accuracy }));
+console.log(JSON.stringify({ backend: info.name, kernels: denseKernelStatus(), probabilities: Array.from(probs.dataSync()), losses, predictions: Array.from(predicted.predictions), loss: predicted.loss, accuracy: predicted.accuracy }));
 `,
     );
 
@@ -105,6 +105,8 @@ console.log(JSON.stringify({ backend: info.name, probabilities: Array.from(probs
     // Assert
     const result = JSON.parse(output.trim().split('\n').pop()!);
     expect(['tensorflow', 'wasm', 'cpu']).toContain(result.backend);
+    // The wasm kernels load from the installed package (relaxed SIMD only where the runtime has it on).
+    expect(['simd128', 'relaxed-simd']).toContain(result.kernels.variant);
     expect(result.probabilities).toHaveLength(8);
     for (let i = 0; i < 4; i++) expect(result.probabilities[2 * i] + result.probabilities[2 * i + 1]).toBeCloseTo(1, 5);
     expect(result.losses.every(Number.isFinite)).toBe(true);

@@ -2,14 +2,13 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as ref from '@bnmlp/reference';
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from './backend.js';
 import { costAndGradients, forward, type Float32Matrix } from './api.js';
 import { resolveConfig, type NetworkConfig } from './config.js';
 import { predict } from './inference.js';
 import { disposeModel, modelFromValues, modelValues, type CoreModel, type LayerValues } from './model.js';
 import { forwardTrace } from './network.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
-import { availableBackends } from './test-support/backends.js';
+import { availableBackends, useBackend } from './test-support/backends.js';
 import { caseArbitrary, caseData, coreModelOf, offsetInputsArbitrary, referenceMatrix, referenceOf, sameReluSides, withOffsetInputs, type CaseData } from './test-support/arbitraries.js';
 import { expectAllFinite } from './test-support/assertions.js';
 import { expectClose, forwardLimit, gradientLimits, roundingBounds, runningAverageLimits, ROUNDING_BOUND_FACTOR, UNIT_ROUNDOFF, type RoundingBoundsOptions } from './test-support/compare.js';
@@ -88,7 +87,7 @@ function expectFiniteEverywhere(label: string, model: CoreModel, data: CaseData,
 
 describe.each(backends)('robustness on %s', (backend) => {
   beforeAll(async () => {
-    await initBackend(backend);
+    await useBackend(backend);
   });
 
   test('inputs offset by 1e4–1e7 per feature with spread 0.1: finite, variances ≥ 0, and within the rounding bounds of the reference', () => {

@@ -2,11 +2,10 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, test } from 'vitest';
 import * as ref from '@bnmlp/reference';
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from './backend.js';
 import { costAndGradients, forward } from './api.js';
 import { cloneModel, disposeModel, modelValues, parameterEntries, type CoreModel } from './model.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
-import { availableBackends } from './test-support/backends.js';
+import { availableBackends, useBackend } from './test-support/backends.js';
 import { caseArbitrary, caseData, coreModelOf, referenceMatrix, referenceOf, type Case } from './test-support/arbitraries.js';
 import { expectClose, forwardLimit, roundingBounds, runningAverageLimits, UNIT_ROUNDOFF } from './test-support/compare.js';
 
@@ -34,7 +33,7 @@ function asReferenceGradients(model: CoreModel, gradients: Record<string, { valu
 
 describe.each(backends)('trainStep on %s', (backend) => {
   beforeAll(async () => {
-    await initBackend(backend);
+    await useBackend(backend);
   });
 
   test('1000 steps leave tf.memory() numTensors and numBytes unchanged', () => {

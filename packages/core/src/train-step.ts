@@ -68,8 +68,14 @@ export function trainStep(
       const oneHot = oneHotTensor(labels, model.config.classes);
       const trace = forwardTrace(model, input.tensor, 'train');
       if (options.returnLoss) loss = lossTensors(model, trace.logits, oneHot, 0).loss.dataSync()[0];
-      const grads = backwardTrace(model, trace, oneHot, settings.lambda, 'train');
-      applyMomentum(entries, state, grads.layers, settings);
+      const wVelocity = model.layers.map((_, l) => state.velocity.get(`W${l + 1}`)! as tf.Variable<tf.Rank.R2>);
+      const grads = backwardTrace(model, trace, oneHot, settings.lambda, 'train', false, { ...settings, velocity: wVelocity });
+      // W and its velocity were stepped in the backward pass (on wasm in one kernel per layer).
+      grads.weightSteps!.forEach((step, l) => {
+        wVelocity[l].assign(step.v);
+        model.layers[l].W.assign(step.w);
+      });
+      applyMomentum(entries.filter((e) => e.kind !== 'W'), state, grads.layers, settings);
       updateRunningAverages(model, trace.layers);
     });
     return { loss };
@@ -81,7 +87,7 @@ export function trainStep(
 function applyMomentum(entries: ParameterEntry[], state: MomentumState, grads: ReturnType<typeof backwardTrace>['layers'], { learningRate, momentum }: SgdSettings): void {
   for (const e of entries) {
     const v = state.velocity.get(e.name)!;
-    const g = grads[e.layer][e.kind];
+    const g = grads[e.layer][e.kind as Exclude<typeof e.kind, 'W'>];
     // A null gradient is the bias before training-mode BN: exactly 0, so v = ρv and θ −= v.
     const next = g ? tf.add(tf.mul(v, momentum), tf.mul(g, learningRate)) : tf.mul(v, momentum);
     v.assign(next);

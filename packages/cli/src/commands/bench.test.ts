@@ -15,6 +15,8 @@ describe('bnmlp bench', () => {
     expect(() => parseBenchArgs(['--hidden', '8,x'])).toThrow(/--hidden/);
     expect(() => parseBenchArgs(['--samples', '10', '--batch', '20'])).toThrow(/--batch/);
     expect(() => parseBenchArgs(['--backend', 'gpu'])).toThrow(/--backend/);
+    expect(parseBenchArgs(['--kernels', 'simd128']).options.kernels).toBe('simd128');
+    expect(() => parseBenchArgs(['--kernels', 'avx'])).toThrow(/--kernels.*auto, relaxed-simd, simd128, off/);
     expect(benchHelp()).toContain('--torch');
   });
 
@@ -43,7 +45,18 @@ describe('bnmlp bench', () => {
     expect(result.peakRssBytes).toBeGreaterThan(0);
     expect(result.peer).toEqual({ skipped: 'disabled (--torch off)' });
     expect(result.ratioToPeer).toBeNull();
+    expect(result.denseKernels).toBeNull();
     const text = formatBench(result);
     for (const label of ['backend:', 'train step:', 'epoch:', 'inference:', 'peak RSS:', 'pytorch peer:']) expect(text).toContain(label);
+  }, 120_000);
+
+  test('on wasm it names the dense-kernel build that ran, or that tfjs ops ran', async () => {
+    const small = { ...DEFAULT_BENCH_OPTIONS, samples: 200, warmup: 1, inference: 100, torch: 'off', backend: 'wasm' } as const;
+    const withKernels = await runBench({ ...small, kernels: 'simd128' });
+    expect(withKernels.denseKernels).toBe('simd128');
+    expect(formatBench(withKernels)).toContain('backend:            wasm (dense kernels: simd128)');
+    const withoutKernels = await runBench({ ...small, kernels: 'off' });
+    expect(withoutKernels.denseKernels).toBeNull();
+    expect(formatBench(withoutKernels)).toContain('wasm (dense kernels: off, tfjs ops)');
   }, 120_000);
 });

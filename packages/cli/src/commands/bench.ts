@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  createModel, createMomentumState, disposeModel, disposeMomentumState, initBackend, predict, trainStep,
-  type BackendName, type Float32Matrix,
+  configureDenseKernels, createModel, createMomentumState, disposeModel, disposeMomentumState, DENSE_KERNEL_CHOICES, initBackend, predict, trainStep,
+  type BackendName, type DenseKernelChoice, type DenseKernelVariant, type Float32Matrix,
 } from '@bnmlp/core';
 import { MiniBatcher, findInAncestors, isFile } from '@bnmlp/trainer';
 import { CliArgumentError, quote } from '../errors.js';
@@ -29,6 +29,8 @@ export interface BenchOptions {
   readonly warmup: number;
   readonly inference: number;
   readonly backend: BackendName | 'auto';
+  /** What runs the dense layers' large products on wasm (@bnmlp/core configureDenseKernels). */
+  readonly kernels: DenseKernelChoice;
   /** 'auto': run the peer when /usr/bin/python3 has torch; 'off': never. */
   readonly torch: 'auto' | 'off';
   readonly seed: number;
@@ -42,6 +44,7 @@ export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   warmup: 50,
   inference: 10_000,
   backend: 'auto',
+  kernels: 'auto',
   torch: 'auto',
   seed: 0,
 };
@@ -63,6 +66,8 @@ export interface BenchResult {
   readonly version: 1;
   readonly options: BenchOptions;
   readonly backend: BackendName;
+  /** The wasm dense-kernel build that ran, or null (tfjs ops: kernels off, or another backend). */
+  readonly denseKernels: DenseKernelVariant | null;
   readonly architecture: string;
   readonly stepsPerEpoch: number;
   readonly msPerStep: { readonly median: number; readonly p10: number; readonly p90: number };
@@ -142,6 +147,9 @@ export function runTorchPeer(options: BenchOptions): PeerResult | { skipped: str
 
 export async function runBench(options: BenchOptions, onProgress: (message: string) => void = () => {}): Promise<BenchResult> {
   const backend = (await initBackend(options.backend)).name;
+  const kernels = configureDenseKernels(options.kernels);
+  if (options.kernels !== 'off' && options.kernels !== 'auto' && kernels.variant !== options.kernels)
+    throw new CliArgumentError('bnmlp bench', '--kernels', 'a build this runtime can run', `'${options.kernels}' (${kernels.reason})`);
   onProgress(`generating ${options.samples} × ${INPUT_DIM} samples`);
   const set = syntheticSet(options.samples, options.seed);
   const model = createModel({ inputDim: INPUT_DIM, hiddenDims: options.hidden, classes: CLASSES, batchNorm: true }, { seed: options.seed });
@@ -185,6 +193,7 @@ export async function runBench(options: BenchOptions, onProgress: (message: stri
       version: 1,
       options,
       backend,
+      denseKernels: backend === 'wasm' ? kernels.variant : null,
       architecture: [INPUT_DIM, ...options.hidden, CLASSES].join('-') + ' with BN',
       stepsPerEpoch: batcher.batchesPerEpoch,
       msPerStep,
@@ -206,7 +215,7 @@ export function formatBench(r: BenchResult): string {
   const o = r.options;
   const lines = [
     `bnmlp bench: ${r.architecture}, batch ${o.batch}, ${o.samples} samples (${r.stepsPerEpoch} steps/epoch), SGD momentum 0.9, λ 1e-4`,
-    `backend:            ${r.backend}`,
+    `backend:            ${r.backend}${r.backend === 'wasm' ? ` (dense kernels: ${r.denseKernels ?? 'off, tfjs ops'})` : ''}`,
     `train step:         ${r.msPerStep.median.toFixed(3)} ms median (p10 ${r.msPerStep.p10.toFixed(3)}, p90 ${r.msPerStep.p90.toFixed(3)}) over ${o.epochs} epoch(s) after ${o.warmup} warm-up steps`,
     `epoch:              ${r.epochSeconds.toFixed(2)} s`,
     `inference:          ${Math.round(r.inferenceSamplesPerSecond).toLocaleString('en-US')} samples/s over ${Math.min(o.inference, o.samples)} samples`,
@@ -230,6 +239,11 @@ export const BENCH_FLAGS: readonly FlagSpec[] = [
   { flag: 'warmup', value: '<n>', help: 'untimed steps first', default: String(DEFAULT_BENCH_OPTIONS.warmup) },
   { flag: 'inference', value: '<n>', help: 'samples for the inference throughput', default: String(DEFAULT_BENCH_OPTIONS.inference) },
   { flag: 'backend', value: '<name>', help: "'auto', 'tensorflow', 'wasm' or 'cpu' (auto: tensorflow when tfjs-node loads, else wasm, else cpu)", default: 'auto' },
+  {
+    flag: 'kernels', value: '<choice>',
+    help: "wasm dense kernels: 'auto' (relaxed-simd when the runtime has it, else simd128), 'relaxed-simd', 'simd128' or 'off' (tfjs ops)",
+    default: 'auto',
+  },
   { flag: 'torch', value: '<auto|off>', help: "run the PyTorch peer when /usr/bin/python3 has torch ('off': never)", default: 'auto' },
   { flag: 'seed', value: '<s>', help: 'seed of the data, weights and order', default: '0' },
   { flag: 'json', help: 'print one JSON document instead of the summary' },
@@ -253,6 +267,8 @@ export function parseBenchArgs(args: readonly string[]): { help: boolean; json: 
   if (!hidden.every((w) => Number.isInteger(w) && w >= 1)) throw new CliArgumentError(op, '--hidden', 'a comma-separated list of integers >= 1', quote(hiddenText!));
   const backend = (text('backend') ?? d.backend) as BenchOptions['backend'];
   if (!['auto', 'tensorflow', 'wasm', 'cpu'].includes(backend)) throw new CliArgumentError(op, '--backend', "'auto', 'tensorflow', 'wasm' or 'cpu'", quote(backend));
+  const kernels = (text('kernels') ?? d.kernels) as DenseKernelChoice;
+  if (!DENSE_KERNEL_CHOICES.includes(kernels)) throw new CliArgumentError(op, '--kernels', `one of ${DENSE_KERNEL_CHOICES.join(', ')}`, quote(kernels));
   const torch = (text('torch') ?? d.torch) as BenchOptions['torch'];
   if (torch !== 'auto' && torch !== 'off') throw new CliArgumentError(op, '--torch', "'auto' or 'off'", quote(torch));
   const samples = parseInteger(op, 'samples', text('samples'), d.samples, 2);
@@ -262,7 +278,7 @@ export function parseBenchArgs(args: readonly string[]): { help: boolean; json: 
     help: values.help === true,
     json: values.json === true,
     options: {
-      samples, batch, hidden, backend, torch,
+      samples, batch, hidden, backend, kernels, torch,
       epochs: parseInteger(op, 'epochs', text('epochs'), d.epochs, 1),
       warmup: parseInteger(op, 'warmup', text('warmup'), d.warmup, 0),
       inference: parseInteger(op, 'inference', text('inference'), d.inference, 1),

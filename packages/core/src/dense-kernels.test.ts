@@ -1,0 +1,249 @@
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from './backend.js';
+import { CoreArgumentError } from './errors.js';
+import {
+  allowRelaxedSimd, configureDenseKernels, denseKernelStatus, denseMomentumStep, denseScores, denseWeightGradient, kernelExports,
+  type DenseKernelVariant, type WasmBackendInternals,
+} from './dense-kernels.js';
+import { createModel, disposeModel } from './model.js';
+import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
+import { createPrng, nextNormal } from './prng.js';
+
+// The wasm dense kernels (assembly/dense.ts) against float64 sums, on every shape path: n < 8
+// (scalar), n ≥ 8 with an overlapping last column block, row counts that are not multiples of
+// 4, and k ≥ 16 (the weight step's packed copy of x). The equivalence suite checks them again
+// inside whole networks against @bnmlp/reference.
+
+const UNIT_ROUNDOFF = 2 ** -24;
+const variants: DenseKernelVariant[] = allowRelaxedSimd() ? ['relaxed-simd', 'simd128'] : ['simd128'];
+console.info(`dense kernel builds tested: ${variants.join(', ')}`);
+
+interface Problem {
+  readonly m: number;
+  readonly k: number;
+  readonly n: number;
+  readonly seed: number;
+  /** Powers of ten for each operand's scale: the bounds must hold across magnitudes. */
+  readonly scales: readonly [number, number, number, number];
+}
+
+const problemArbitrary = (): fc.Arbitrary<Problem> =>
+  fc.record({
+    m: fc.integer({ min: 1, max: 130 }),
+    k: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 16, max: 300 })),
+    n: fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 8, max: 70 })),
+    seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+    scales: fc.tuple(fc.integer({ min: -3, max: 3 }), fc.integer({ min: -3, max: 3 }), fc.integer({ min: -3, max: 3 }), fc.integer({ min: -3, max: 3 })),
+  });
+
+function randomMatrix(prng: ReturnType<typeof createPrng>, size: number, scale: number): Float32Array {
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; i++) out[i] = nextNormal(prng) * 10 ** scale;
+  return out;
+}
+
+/** Expects |actual − exact| ≤ limit entrywise; the message names the stage, entry and both values. */
+function expectWithin(stage: string, shape: number[], actual: ArrayLike<number>, exact: ArrayLike<number>, limit: ArrayLike<number>): void {
+  let worst = -1;
+  let worstRatio = 0;
+  for (let i = 0; i < exact.length; i++) {
+    const ratio = Math.abs(actual[i] - exact[i]) / limit[i];
+    if (!(ratio <= worstRatio)) {
+      worstRatio = ratio;
+      worst = i;
+    }
+  }
+  if (worst >= 0 && !(worstRatio <= 1))
+    throw new Error(
+      `${stage} [${shape.join('×')}]: entry ${worst} is ${actual[worst]}, float64 gives ${exact[worst]} ` +
+        `(|diff| ${Math.abs(actual[worst] - exact[worst]).toExponential(3)} > limit ${limit[worst].toExponential(3)})`,
+    );
+}
+
+describe.each(variants)('dense kernels, %s build', (variant) => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+    expect(configureDenseKernels(variant)).toMatchObject({ variant, reason: null });
+  });
+  afterAll(() => {
+    configureDenseKernels('auto');
+  });
+
+  test('x·W + b, xᵀ·g + 2λW and the fused momentum step agree with float64 within the float32 dot-product bound', () => {
+    fc.assert(
+      fc.property(problemArbitrary(), fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 1, noNaN: true }), fc.double({ min: 0, max: 0.99, noNaN: true }), (p, lambda, eta, rho) => {
+        // Arrange
+        const { m, k, n } = p;
+        const prng = createPrng(p.seed);
+        const x = randomMatrix(prng, m * k, p.scales[0]);
+        const w = randomMatrix(prng, k * n, p.scales[1]);
+        const b = randomMatrix(prng, n, p.scales[2]);
+        const g = randomMatrix(prng, m * n, p.scales[3]);
+        const v = randomMatrix(prng, k * n, p.scales[1]);
+        const [lambda32, eta32, rho32, decay32] = [Math.fround(lambda), Math.fround(eta), Math.fround(rho), Math.fround(2 * lambda)];
+
+        // Act
+        const [scores, gradient, stepW, stepV] = tf.tidy(() => {
+          const xt = tf.tensor2d(x, [m, k]);
+          const wt = tf.tensor2d(w, [k, n]);
+          const gt = tf.tensor2d(g, [m, n]);
+          const step = denseMomentumStep(xt, gt, wt, tf.tensor2d(v, [k, n]), { lambda: lambda32, learningRate: eta32, momentum: rho32 });
+          return [denseScores(xt, wt, tf.tensor1d(b)), denseWeightGradient(xt, gt, wt, lambda32), step.w, step.v].map((t) => t.dataSync() as Float32Array);
+        });
+
+        // Assert: |error| ≤ (terms + 2)·u·Σ|products| covers any summation order, with or without FMA.
+        const exactScores = new Float64Array(m * n);
+        const scoresLimit = new Float64Array(m * n);
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < n; j++) {
+            let sum = b[j];
+            let magnitude = Math.abs(b[j]);
+            for (let q = 0; q < k; q++) {
+              sum += x[i * k + q] * w[q * n + j];
+              magnitude += Math.abs(x[i * k + q] * w[q * n + j]);
+            }
+            exactScores[i * n + j] = sum;
+            scoresLimit[i * n + j] = (k + 2) * UNIT_ROUNDOFF * magnitude + 1e-44;
+          }
+        expectWithin(`x·W + b (${variant})`, [m, n], scores, exactScores, scoresLimit);
+
+        const exactGradient = new Float64Array(k * n);
+        const gradientLimit = new Float64Array(k * n);
+        const exactV = new Float64Array(k * n);
+        const vLimit = new Float64Array(k * n);
+        const exactW = new Float64Array(k * n);
+        const wLimit = new Float64Array(k * n);
+        for (let q = 0; q < k; q++)
+          for (let j = 0; j < n; j++) {
+            const e = q * n + j;
+            let sum = decay32 * w[e];
+            let magnitude = Math.abs(decay32 * w[e]);
+            for (let i = 0; i < m; i++) {
+              sum += x[i * k + q] * g[i * n + j];
+              magnitude += Math.abs(x[i * k + q] * g[i * n + j]);
+            }
+            exactGradient[e] = sum;
+            gradientLimit[e] = (m + 2) * UNIT_ROUNDOFF * magnitude + 1e-44;
+            exactV[e] = rho32 * v[e] + eta32 * sum;
+            vLimit[e] = eta32 * gradientLimit[e] + 3 * UNIT_ROUNDOFF * (Math.abs(rho32 * v[e]) + Math.abs(eta32 * sum)) + 1e-44;
+            exactW[e] = w[e] - exactV[e];
+            wLimit[e] = vLimit[e] + UNIT_ROUNDOFF * Math.abs(exactW[e]) + 1e-44;
+          }
+        expectWithin(`xᵀ·g + 2λW (${variant})`, [k, n], gradient, exactGradient, gradientLimit);
+        expectWithin(`momentum step v (${variant})`, [k, n], stepV, exactV, vLimit);
+        expectWithin(`momentum step W (${variant})`, [k, n], stepW, exactW, wLimit);
+      }),
+    );
+  });
+
+  test('a train step runs both kernels on every layer and no matMul', async () => {
+    // Arrange
+    const model = createModel({ inputDim: 40, hiddenDims: [12, 9], classes: 3 }, { seed: 3 });
+    const state = createMomentumState(model);
+    const prng = createPrng(4);
+    const x = { rows: 6, cols: 40, data: randomMatrix(prng, 240, 0) };
+
+    // Act
+    const profile = await tf.profile(() => {
+      trainStep(model, state, x, [0, 1, 2, 0, 1, 2], { lambda: 0.01, learningRate: 0.1, momentum: 0.9 });
+    });
+
+    // Assert
+    const kernels = profile.kernels.map((kernel) => kernel.name);
+    expect(kernels.filter((name) => name === 'BnmlpDenseForward')).toHaveLength(3);
+    expect(kernels.filter((name) => name === 'BnmlpDenseWeightStep')).toHaveLength(3);
+    // The remaining products are g·Wᵀ for layers 2 and 3.
+    expect(kernels.filter((name) => name === 'BatchMatMul' || name === '_FusedMatMul')).toHaveLength(2);
+    disposeMomentumState(state);
+    disposeModel(model);
+  });
+
+  test('the kernels write only their outputs and scratch (the rest of the tfjs heap is unchanged)', () => {
+    // Arrange
+    const [m, k, n] = [37, 70, 13];
+    const prng = createPrng(5);
+    const tensors = [[m, k], [m, n], [k, n], [k, n], [k, n], [k, n], [m, 16], [m, n]].map(([r, c]) => tf.tensor2d(randomMatrix(prng, r * c, 0), [r, c]));
+    const [x, g, w, v, outW, outV, scratch, out] = tensors;
+    const backend = tf.backend() as unknown as WasmBackendInternals;
+    const at = (t: tf.Tensor) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
+    const kernels = kernelExports(backend);
+    const heap = () => new Uint8Array((backend.wasm.asm!.memory as { buffer: ArrayBuffer }).buffer);
+    const before = heap().slice();
+
+    // Act
+    kernels.denseWeightStep(at(x), at(g), at(w), at(v), at(outW), at(outV), at(scratch), m, k, n, 0.1, 0.2, 0.9, 1);
+    kernels.denseForward(at(x), at(w), 0, at(out), m, k, n);
+
+    // Assert
+    const after = heap();
+    const written = [outW, outV, scratch, out].map((t) => [at(t), at(t) + t.size * 4]).sort((p, q) => p[0] - q[0]);
+    const changedOutside: string[] = [];
+    let from = 0;
+    for (const [lo, hi] of [...written, [after.length, after.length]]) {
+      if (Buffer.compare(before.subarray(from, lo), after.subarray(from, lo)) !== 0) changedOutside.push(`bytes ${from}..${lo}`);
+      from = Math.max(from, hi);
+    }
+    expect(changedOutside).toEqual([]);
+    expect(Array.from(outW.dataSync()).some((value, i) => value !== w.dataSync()[i])).toBe(true);
+    tensors.forEach((t) => t.dispose());
+  });
+
+  test('after the tfjs heap grows, the kernels see the new memory and still compute the same values', () => {
+    // Arrange
+    const prng = createPrng(6);
+    const x = tf.tensor2d(randomMatrix(prng, 20 * 30, 0), [20, 30]);
+    const w = tf.tensor2d(randomMatrix(prng, 30 * 11, 0), [30, 11]);
+    const b = tf.tensor1d(randomMatrix(prng, 11, 0));
+    const first = tf.tidy(() => denseScores(x, w, b).dataSync().slice());
+    const bytesBefore = heapBytes();
+
+    // Act: a tensor larger than the whole heap forces memory.grow, which detaches the old buffer.
+    const big = tf.zeros([Math.ceil(bytesBefore / 4) + (16 << 20)]);
+    const second = tf.tidy(() => denseScores(x, w, b).dataSync().slice());
+
+    // Assert
+    expect(heapBytes()).toBeGreaterThan(bytesBefore);
+    expect(Array.from(second)).toEqual(Array.from(first));
+    [x, w, b, big].forEach((t) => t.dispose());
+  });
+});
+
+function heapBytes(): number {
+  const backend = tf.backend() as unknown as WasmBackendInternals;
+  return (backend.wasm.asm!.memory as { buffer: ArrayBuffer }).buffer.byteLength;
+}
+
+describe('configureDenseKernels', () => {
+  afterAll(() => {
+    configureDenseKernels('auto');
+  });
+
+  test("'off' runs tfjs ops on wasm, and the status says so", async () => {
+    // Arrange
+    await initBackend('wasm');
+    const status = configureDenseKernels('off');
+    const x = tf.ones([2, 3]) as tf.Tensor2D;
+    const w = tf.ones([3, 8]) as tf.Tensor2D;
+    const b = tf.zeros([8]) as tf.Tensor1D;
+
+    // Act
+    const profile = await tf.profile(() => tf.tidy(() => denseScores(x, w, b).dataSync()));
+
+    // Assert
+    expect(status).toEqual({ choice: 'off', variant: null, reason: "turned off ('off')" });
+    expect(denseKernelStatus()).toBe(status);
+    expect(profile.kernels.map((kernel) => kernel.name)).toContain('BatchMatMul');
+    [x, w, b].forEach((t) => t.dispose());
+  });
+
+  test("'auto' picks the fastest build this runtime validates", () => {
+    expect(configureDenseKernels('auto')).toEqual({ choice: 'auto', variant: variants[0], reason: null });
+  });
+
+  test('an unknown choice is a CoreArgumentError naming the choices', () => {
+    expect(() => configureDenseKernels('avx' as 'auto')).toThrow(CoreArgumentError);
+    expect(() => configureDenseKernels('avx' as 'auto')).toThrow(/configureDenseKernels.*choice.*auto, relaxed-simd, simd128, off.*"avx"/);
+  });
+});
