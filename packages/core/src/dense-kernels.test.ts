@@ -160,6 +160,20 @@ describe.each(variants)('dense kernels, %s build', (variant) => {
     disposeModel(model);
   });
 
+  test('with weights reused unchanged (inference), simd128 leaves x·W to XNNPACK, which keeps W packed; relaxed-simd keeps its kernel', async () => {
+    // Arrange
+    const x = tf.ones([3, 20]) as tf.Tensor2D;
+    const w = tf.ones([20, 9]) as tf.Tensor2D;
+    const b = tf.zeros([9]) as tf.Tensor1D;
+
+    // Act
+    const profile = await tf.profile(() => tf.tidy(() => denseScores(x, w, b, true).dataSync()));
+
+    // Assert
+    expect(profile.kernels.map((kernel) => kernel.name)).toContain(variant === 'simd128' ? 'BatchMatMul' : 'BnmlpDenseForward');
+    [x, w, b].forEach((t) => t.dispose());
+  });
+
   test('the kernels write only their outputs and scratch (the rest of the tfjs heap is unchanged)', () => {
     // Arrange
     const [m, k, n] = [37, 70, 13];

@@ -204,9 +204,13 @@ function registerKernels(): void {
 // The functions the network uses. No validation: they run inside tf.tidy on shapes the public
 // entry points already checked.
 
-/** x·W + b. */
-export function denseScores(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D {
-  if (activeVariant()) return tf.engine().runKernel(DENSE_FORWARD, { x, w, bias: b }) as tf.Tensor2D;
+/**
+ * x·W + b. `weightsReused`: W will be multiplied again unchanged (inference). XNNPACK then keeps
+ * its packed copy of W, and its matMul beats the plain SIMD-128 kernel (not the relaxed one).
+ */
+export function denseScores(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, weightsReused = false): tf.Tensor2D {
+  const variant = activeVariant();
+  if (variant === 'relaxed-simd' || (variant === 'simd128' && !weightsReused)) return tf.engine().runKernel(DENSE_FORWARD, { x, w, bias: b }) as tf.Tensor2D;
   return tf.add(tf.matMul(x, w), b);
 }
 

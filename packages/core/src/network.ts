@@ -35,7 +35,7 @@ export function forwardTrace(model: CoreModel, x: tf.Tensor2D, mode: Mode): Forw
   const traces: LayerTrace[] = [];
   let h = x;
   model.layers.forEach((layer, l) => {
-    const scores = denseScores(h, layer.W, layer.b);
+    const scores = denseScores(h, layer.W, layer.b, mode === 'inference');
     let trace: LayerTrace = { input: h, normalized: null, invStd: null, batchMean: null, batchVar: null, preActivation: scores };
     if (layer.runningMean && layer.runningVar) {
       let mean: tf.Tensor1D;
