@@ -2,7 +2,7 @@
 import { allowRelaxedSimd } from '@bnmlp/core';
 import { runCli } from './cli.js';
 
-// Node 20 keeps relaxed SIMD behind a V8 flag; the wasm dense kernels' relaxed build (FMA) is
+// Node 20 keeps relaxed SIMD behind a V8 flag; the wasm kernels' relaxed build (FMA) is
 // about 1.3× faster per train step than plain SIMD-128 here. `--kernels simd128` still picks the other.
 allowRelaxedSimd();
 

@@ -1,5 +1,5 @@
-// Builds the dense-layer wasm kernels (assembly/dense.ts) in two variants, wasm/dense-simd128.wasm
-// and wasm/dense-relaxed-simd.wasm, and checks that each only imports the host's memory and has no
+// Builds the wasm kernels (assembly/index.ts) in two variants, wasm/kernels-simd128.wasm
+// and wasm/kernels-relaxed-simd.wasm, and checks that each only imports the host's memory and has no
 // data segments or globals: the kernels run inside the tfjs wasm module's memory, so they must
 // never write anywhere but the output buffers they are given. Skips work when up to date.
 import asc from 'assemblyscript/asc';
@@ -8,14 +8,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const source = join(root, 'assembly', 'dense.ts');
+const source = join(root, 'assembly', 'index.ts');
+const sources = ['index.ts', 'dense.ts', 'batch-norm.ts'].map((f) => join(root, 'assembly', f));
 const variants = [
   { name: 'simd128', features: ['simd'] },
   { name: 'relaxed-simd', features: ['simd', 'relaxed-simd'] },
 ];
 
 const mtime = (path) => { try { return statSync(path).mtimeMs; } catch { return -1; } };
-const inputsTime = Math.max(mtime(source), mtime(fileURLToPath(import.meta.url)));
+const inputsTime = Math.max(...sources.map(mtime), mtime(fileURLToPath(import.meta.url)));
 
 /** Section ids and imports of a wasm binary (just enough of the format to check the contract). */
 function describeModule(bytes) {
@@ -45,7 +46,7 @@ function describeModule(bytes) {
 
 mkdirSync(join(root, 'wasm'), { recursive: true });
 for (const variant of variants) {
-  const outFile = join(root, 'wasm', `dense-${variant.name}.wasm`);
+  const outFile = join(root, 'wasm', `kernels-${variant.name}.wasm`);
   if (mtime(outFile) > inputsTime) continue;
   const args = [source, '-O3', '--runtime', 'stub', '--importMemory', '--noAssert', '--noExportMemory',
     ...variant.features.flatMap((f) => ['--enable', f]), '-o', outFile];

@@ -13,6 +13,6 @@ export type { Mode } from './network.js';
 export { trainStep, createMomentumState, disposeMomentumState, type MomentumState, type SgdSettings, type TrainStepResult } from './train-step.js';
 export { predict, type PredictionResult } from './inference.js';
 export {
-  allowRelaxedSimd, configureDenseKernels, denseKernelStatus, DENSE_KERNEL_CHOICES,
-  type DenseKernelChoice, type DenseKernelStatus, type DenseKernelVariant,
-} from './dense-kernels.js';
+  allowRelaxedSimd, configureWasmKernels, wasmKernelStatus, WASM_KERNEL_CHOICES,
+  type WasmKernelChoice, type WasmKernelStatus, type WasmKernelVariant,
+} from './wasm-kernels.js';

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { denseMomentumStep, denseScores, denseWeightGradient } from './dense-kernels.js';
+import { batchNormReluBackward, batchNormReluForward, denseMomentumStep, denseScores, denseWeightGradient } from './wasm-kernels.js';
 import type { CoreModel } from './model.js';
 
 // The hand-written float32 forward and backward passes, op for op the math of
@@ -8,7 +8,7 @@ import type { CoreModel } from './model.js';
 //
 // On the wasm backend, matMul with transposeA/transposeB takes a slow path, so transposes are
 // explicit (see the benchmark notes in README), and the first layer's large products run in our
-// own kernels (dense-kernels.ts).
+// own kernels (wasm-kernels.ts), as do training-mode BN + ReLU.
 
 export type Mode = 'train' | 'inference';
 
@@ -37,7 +37,16 @@ export function forwardTrace(model: CoreModel, x: tf.Tensor2D, mode: Mode): Forw
   model.layers.forEach((layer, l) => {
     const scores = denseScores(h, layer.W, layer.b, mode === 'inference');
     let trace: LayerTrace = { input: h, normalized: null, invStd: null, batchMean: null, batchVar: null, preActivation: scores };
-    if (layer.runningMean && layer.runningVar) {
+    let relu: tf.Tensor2D | null = null;
+    // Training-mode BN + ReLU (BN layers are hidden layers) in one wasm kernel where available (same math as below).
+    const hidden = l < model.layers.length - 1;
+    const fused = mode === 'train' && hidden && layer.runningMean ? batchNormReluForward(scores, layer.gamma, layer.beta, eps) : null;
+    if (fused) {
+      trace = {
+        input: h, normalized: fused.normalized, invStd: fused.invStd, batchMean: fused.mean, batchVar: fused.variance, preActivation: fused.pre,
+      };
+      relu = fused.relu;
+    } else if (layer.runningMean && layer.runningVar) {
       let mean: tf.Tensor1D;
       let variance: tf.Tensor1D;
       let centered: tf.Tensor2D;
@@ -66,7 +75,7 @@ export function forwardTrace(model: CoreModel, x: tf.Tensor2D, mode: Mode): Forw
       };
     }
     traces.push(trace);
-    if (l < model.layers.length - 1) h = tf.relu(trace.preActivation);
+    if (l < model.layers.length - 1) h = relu ?? tf.relu(trace.preActivation);
   });
   return { layers: traces, logits: traces[traces.length - 1].preActivation };
 }
@@ -112,11 +121,19 @@ export function backwardTrace(
   for (let l = model.layers.length - 1; l >= 0; l--) {
     const layer = model.layers[l];
     const t = trace.layers[l];
-    if (l < model.layers.length - 1) g = tf.mul(g, tf.step(t.preActivation, 0)) as tf.Tensor2D;
     let dGamma: tf.Tensor1D | null = null;
     let dBeta: tf.Tensor1D | null = null;
     let dB: tf.Tensor1D | null;
-    if (t.normalized && t.invStd) {
+    // ReLU and training-mode BN backward in one wasm kernel where available (same math as below).
+    const hidden = l < model.layers.length - 1;
+    const fused = mode === 'train' && hidden && t.normalized && t.invStd ? batchNormReluBackward(g, t.preActivation, t.normalized, t.invStd, layer.gamma) : null;
+    if (!fused && hidden) g = tf.mul(g, tf.step(t.preActivation, 0)) as tf.Tensor2D;
+    if (fused) {
+      if (layer.gamma) dGamma = fused.dGamma;
+      if (layer.beta) dBeta = fused.dBeta;
+      g = fused.gS;
+      dB = null;
+    } else if (t.normalized && t.invStd) {
       if (layer.gamma) dGamma = tf.sum(tf.mul(g, t.normalized), 0) as tf.Tensor1D;
       if (layer.beta) dBeta = tf.sum(g, 0) as tf.Tensor1D;
       const gHat = layer.gamma ? (tf.mul(g, layer.gamma) as tf.Tensor2D) : g;

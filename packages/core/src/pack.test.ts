@@ -77,7 +77,7 @@ describe.skipIf(skip)('@bnmlp/core as a packed, installed package', { timeout: T
     expect(files).toContain('package/package.json');
     expect(files).toContain('package/dist/index.js');
     expect(files).toContain('package/dist/index.d.ts');
-    expect(files.filter((f) => !f.startsWith('package/dist/') && f !== 'package/package.json').sort()).toEqual(['package/wasm/dense-relaxed-simd.wasm', 'package/wasm/dense-simd128.wasm']);
+    expect(files.filter((f) => !f.startsWith('package/dist/') && f !== 'package/package.json').sort()).toEqual(['package/wasm/kernels-relaxed-simd.wasm', 'package/wasm/kernels-simd128.wasm']);
     expect(files.some((f) => f.includes('.test.') || f.includes('test-support'))).toBe(false);
   });
 
@@ -85,7 +85,7 @@ describe.skipIf(skip)('@bnmlp/core as a packed, installed package', { timeout: T
     // Arrange
     writeFileSync(
       join(consumer, 'smoke.mjs'),
-      `import { initBackend, createModel, createMomentumState, forward, trainStep, predict, disposeModel, denseKernelStatus, tf } from '@bnmlp/core';
+      `import { initBackend, createModel, createMomentumState, forward, trainStep, predict, disposeModel, wasmKernelStatus, tf } from '@bnmlp/core';
 const info = await initBackend();
 const model = createModel({ inputDim: 3, hiddenDims: [4], classes: 2 }, { seed: 1 });
 const x = { rows: 4, cols: 3, data: Float32Array.from([0.1, 0.2, 0.3, -1, 0.5, 2, 0.3, 0.3, -0.7, 1, 1, 1]) };
@@ -95,7 +95,7 @@ const state = createMomentumState(model);
 const losses = [];
 for (let i = 0; i < 20; i++) losses.push(trainStep(model, state, x, labels, { lambda: 0, learningRate: 0.2, momentum: 0.9 }, { returnLoss: true }).loss);
 const predicted = predict(model, x, { labels, chunkSize: 3 });
-console.log(JSON.stringify({ backend: info.name, kernels: denseKernelStatus(), probabilities: Array.from(probs.dataSync()), losses, predictions: Array.from(predicted.predictions), loss: predicted.loss, accuracy: predicted.accuracy }));
+console.log(JSON.stringify({ backend: info.name, kernels: wasmKernelStatus(), probabilities: Array.from(probs.dataSync()), losses, predictions: Array.from(predicted.predictions), loss: predicted.loss, accuracy: predicted.accuracy }));
 `,
     );
 

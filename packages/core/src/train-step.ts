@@ -3,6 +3,7 @@ import { inputTensor, oneHotTensor, validateLabels, validateNonNegative, type In
 import { CoreArgumentError, describeValue } from './errors.js';
 import { parameterEntries, type CoreModel, type ParameterEntry } from './model.js';
 import { backwardTrace, forwardTrace, lossTensors } from './network.js';
+import { blend, momentumStep } from './wasm-kernels.js';
 
 export interface SgdSettings {
   /** L2 strength in J = loss + λ Σ‖W‖². */
@@ -89,9 +90,9 @@ function applyMomentum(entries: ParameterEntry[], state: MomentumState, grads: R
     const v = state.velocity.get(e.name)!;
     const g = grads[e.layer][e.kind as Exclude<typeof e.kind, 'W'>];
     // A null gradient is the bias before training-mode BN: exactly 0, so v = ρv and θ −= v.
-    const next = g ? tf.add(tf.mul(v, momentum), tf.mul(g, learningRate)) : tf.mul(v, momentum);
-    v.assign(next);
-    e.variable.assign(tf.sub(e.variable, v));
+    const next = momentumStep(e.variable as tf.Tensor, v as tf.Tensor, g, learningRate, momentum);
+    v.assign(next.v);
+    e.variable.assign(next.theta);
   }
 }
 
@@ -100,7 +101,7 @@ function updateRunningAverages(model: CoreModel, layers: ReturnType<typeof forwa
   model.layers.forEach((layer, l) => {
     const t = layers[l];
     if (!layer.runningMean || !layer.runningVar || !t.batchMean || !t.batchVar) return;
-    layer.runningMean.assign(tf.add(tf.mul(layer.runningMean, alpha), tf.mul(t.batchMean, 1 - alpha)));
-    layer.runningVar.assign(tf.add(tf.mul(layer.runningVar, alpha), tf.mul(t.batchVar, 1 - alpha)));
+    layer.runningMean.assign(blend(layer.runningMean as tf.Tensor1D, t.batchMean, alpha));
+    layer.runningVar.assign(blend(layer.runningVar as tf.Tensor1D, t.batchVar, alpha));
   });
 }

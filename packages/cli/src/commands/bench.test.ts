@@ -45,18 +45,18 @@ describe('bnmlp bench', () => {
     expect(result.peakRssBytes).toBeGreaterThan(0);
     expect(result.peer).toEqual({ skipped: 'disabled (--torch off)' });
     expect(result.ratioToPeer).toBeNull();
-    expect(result.denseKernels).toBeNull();
+    expect(result.wasmKernels).toBeNull();
     const text = formatBench(result);
     for (const label of ['backend:', 'train step:', 'epoch:', 'inference:', 'peak RSS:', 'pytorch peer:']) expect(text).toContain(label);
   }, 120_000);
 
-  test('on wasm it names the dense-kernel build that ran, or that tfjs ops ran', async () => {
+  test('on wasm it names the wasm-kernel build that ran, or that tfjs ops ran', async () => {
     const small = { ...DEFAULT_BENCH_OPTIONS, samples: 200, warmup: 1, inference: 100, torch: 'off', backend: 'wasm' } as const;
     const withKernels = await runBench({ ...small, kernels: 'simd128' });
-    expect(withKernels.denseKernels).toBe('simd128');
-    expect(formatBench(withKernels)).toContain('backend:            wasm (dense kernels: simd128)');
+    expect(withKernels.wasmKernels).toBe('simd128');
+    expect(formatBench(withKernels)).toContain('backend:            wasm (kernels: simd128)');
     const withoutKernels = await runBench({ ...small, kernels: 'off' });
-    expect(withoutKernels.denseKernels).toBeNull();
-    expect(formatBench(withoutKernels)).toContain('wasm (dense kernels: off, tfjs ops)');
+    expect(withoutKernels.wasmKernels).toBeNull();
+    expect(formatBench(withoutKernels)).toContain('wasm (kernels: off, tfjs ops)');
   }, 120_000);
 });

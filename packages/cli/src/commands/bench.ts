@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  configureDenseKernels, createModel, createMomentumState, disposeModel, disposeMomentumState, DENSE_KERNEL_CHOICES, initBackend, predict, trainStep,
-  type BackendName, type DenseKernelChoice, type DenseKernelVariant, type Float32Matrix,
+  configureWasmKernels, createModel, createMomentumState, disposeModel, disposeMomentumState, WASM_KERNEL_CHOICES, initBackend, predict, trainStep,
+  type BackendName, type WasmKernelChoice, type WasmKernelVariant, type Float32Matrix,
 } from '@bnmlp/core';
 import { MiniBatcher, findInAncestors, isFile } from '@bnmlp/trainer';
 import { CliArgumentError, quote } from '../errors.js';
@@ -29,8 +29,8 @@ export interface BenchOptions {
   readonly warmup: number;
   readonly inference: number;
   readonly backend: BackendName | 'auto';
-  /** What runs the dense layers' large products on wasm (@bnmlp/core configureDenseKernels). */
-  readonly kernels: DenseKernelChoice;
+  /** Which of our kernels run on wasm (@bnmlp/core configureWasmKernels). */
+  readonly kernels: WasmKernelChoice;
   /** 'auto': run the peer when /usr/bin/python3 has torch; 'off': never. */
   readonly torch: 'auto' | 'off';
   readonly seed: number;
@@ -66,8 +66,8 @@ export interface BenchResult {
   readonly version: 1;
   readonly options: BenchOptions;
   readonly backend: BackendName;
-  /** The wasm dense-kernel build that ran, or null (tfjs ops: kernels off, or another backend). */
-  readonly denseKernels: DenseKernelVariant | null;
+  /** The wasm kernel build that ran, or null (tfjs ops: kernels off, or another backend). */
+  readonly wasmKernels: WasmKernelVariant | null;
   readonly architecture: string;
   readonly stepsPerEpoch: number;
   readonly msPerStep: { readonly median: number; readonly p10: number; readonly p90: number };
@@ -147,7 +147,7 @@ export function runTorchPeer(options: BenchOptions): PeerResult | { skipped: str
 
 export async function runBench(options: BenchOptions, onProgress: (message: string) => void = () => {}): Promise<BenchResult> {
   const backend = (await initBackend(options.backend)).name;
-  const kernels = configureDenseKernels(options.kernels);
+  const kernels = configureWasmKernels(options.kernels);
   if (options.kernels !== 'off' && options.kernels !== 'auto' && kernels.variant !== options.kernels)
     throw new CliArgumentError('bnmlp bench', '--kernels', 'a build this runtime can run', `'${options.kernels}' (${kernels.reason})`);
   onProgress(`generating ${options.samples} × ${INPUT_DIM} samples`);
@@ -193,7 +193,7 @@ export async function runBench(options: BenchOptions, onProgress: (message: stri
       version: 1,
       options,
       backend,
-      denseKernels: backend === 'wasm' ? kernels.variant : null,
+      wasmKernels: backend === 'wasm' ? kernels.variant : null,
       architecture: [INPUT_DIM, ...options.hidden, CLASSES].join('-') + ' with BN',
       stepsPerEpoch: batcher.batchesPerEpoch,
       msPerStep,
@@ -215,7 +215,7 @@ export function formatBench(r: BenchResult): string {
   const o = r.options;
   const lines = [
     `bnmlp bench: ${r.architecture}, batch ${o.batch}, ${o.samples} samples (${r.stepsPerEpoch} steps/epoch), SGD momentum 0.9, λ 1e-4`,
-    `backend:            ${r.backend}${r.backend === 'wasm' ? ` (dense kernels: ${r.denseKernels ?? 'off, tfjs ops'})` : ''}`,
+    `backend:            ${r.backend}${r.backend === 'wasm' ? ` (kernels: ${r.wasmKernels ?? 'off, tfjs ops'})` : ''}`,
     `train step:         ${r.msPerStep.median.toFixed(3)} ms median (p10 ${r.msPerStep.p10.toFixed(3)}, p90 ${r.msPerStep.p90.toFixed(3)}) over ${o.epochs} epoch(s) after ${o.warmup} warm-up steps`,
     `epoch:              ${r.epochSeconds.toFixed(2)} s`,
     `inference:          ${Math.round(r.inferenceSamplesPerSecond).toLocaleString('en-US')} samples/s over ${Math.min(o.inference, o.samples)} samples`,
@@ -241,7 +241,7 @@ export const BENCH_FLAGS: readonly FlagSpec[] = [
   { flag: 'backend', value: '<name>', help: "'auto', 'tensorflow', 'wasm' or 'cpu' (auto: tensorflow when tfjs-node loads, else wasm, else cpu)", default: 'auto' },
   {
     flag: 'kernels', value: '<choice>',
-    help: "wasm dense kernels: 'auto' (relaxed-simd when the runtime has it, else simd128), 'relaxed-simd', 'simd128' or 'off' (tfjs ops)",
+    help: "our wasm kernels: 'auto' (relaxed-simd when the runtime has it, else simd128), 'relaxed-simd', 'simd128' or 'off' (tfjs ops)",
     default: 'auto',
   },
   { flag: 'torch', value: '<auto|off>', help: "run the PyTorch peer when /usr/bin/python3 has torch ('off': never)", default: 'auto' },
@@ -267,8 +267,8 @@ export function parseBenchArgs(args: readonly string[]): { help: boolean; json: 
   if (!hidden.every((w) => Number.isInteger(w) && w >= 1)) throw new CliArgumentError(op, '--hidden', 'a comma-separated list of integers >= 1', quote(hiddenText!));
   const backend = (text('backend') ?? d.backend) as BenchOptions['backend'];
   if (!['auto', 'tensorflow', 'wasm', 'cpu'].includes(backend)) throw new CliArgumentError(op, '--backend', "'auto', 'tensorflow', 'wasm' or 'cpu'", quote(backend));
-  const kernels = (text('kernels') ?? d.kernels) as DenseKernelChoice;
-  if (!DENSE_KERNEL_CHOICES.includes(kernels)) throw new CliArgumentError(op, '--kernels', `one of ${DENSE_KERNEL_CHOICES.join(', ')}`, quote(kernels));
+  const kernels = (text('kernels') ?? d.kernels) as WasmKernelChoice;
+  if (!WASM_KERNEL_CHOICES.includes(kernels)) throw new CliArgumentError(op, '--kernels', `one of ${WASM_KERNEL_CHOICES.join(', ')}`, quote(kernels));
   const torch = (text('torch') ?? d.torch) as BenchOptions['torch'];
   if (torch !== 'auto' && torch !== 'off') throw new CliArgumentError(op, '--torch', "'auto' or 'off'", quote(torch));
   const samples = parseInteger(op, 'samples', text('samples'), d.samples, 2);

@@ -1,20 +1,20 @@
 import { BACKEND_NAMES, initBackend, type BackendName } from '../backend.js';
-import { allowRelaxedSimd, configureDenseKernels, type DenseKernelChoice } from '../dense-kernels.js';
+import { allowRelaxedSimd, configureWasmKernels, type WasmKernelChoice } from '../wasm-kernels.js';
 
 /**
  * A backend as the suites run it. wasm runs three ways, because what computes the dense layers'
- * large products differs: our kernels built with relaxed SIMD (when this Node.js has it, after
+ * large products, BN and updates differs: our kernels built with relaxed SIMD (when this Node.js has it, after
  * allowRelaxedSimd), our kernels in plain SIMD-128, and tfjs's own ops (kernels off).
  */
 export type BackendSetup = 'tensorflow' | 'wasm+relaxed-simd' | 'wasm+simd128' | 'wasm+tfjs-ops' | 'cpu';
 
-const WASM_SETUPS: ReadonlyArray<{ setup: BackendSetup; kernels: DenseKernelChoice }> = [
+const WASM_SETUPS: ReadonlyArray<{ setup: BackendSetup; kernels: WasmKernelChoice }> = [
   { setup: 'wasm+relaxed-simd', kernels: 'relaxed-simd' },
   { setup: 'wasm+simd128', kernels: 'simd128' },
   { setup: 'wasm+tfjs-ops', kernels: 'off' },
 ];
 
-function parse(setup: BackendSetup): { backend: BackendName; kernels: DenseKernelChoice } {
+function parse(setup: BackendSetup): { backend: BackendName; kernels: WasmKernelChoice } {
   const wasm = WASM_SETUPS.find((s) => s.setup === setup);
   return wasm ? { backend: 'wasm', kernels: wasm.kernels } : { backend: setup as BackendName, kernels: 'auto' };
 }
@@ -23,7 +23,7 @@ function parse(setup: BackendSetup): { backend: BackendName; kernels: DenseKerne
 export async function useBackend(setup: BackendSetup): Promise<void> {
   const { backend, kernels } = parse(setup);
   await initBackend(backend);
-  const status = configureDenseKernels(kernels);
+  const status = configureWasmKernels(kernels);
   if (kernels !== 'off' && kernels !== 'auto' && status.variant !== kernels) throw new Error(`${setup}: kernels unavailable: ${status.reason}`);
 }
 

@@ -4,21 +4,21 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { CoreArgumentError } from './errors.js';
 import {
-  allowRelaxedSimd, configureDenseKernels, denseKernelStatus, denseMomentumStep, denseScores, denseWeightGradient, kernelExports,
-  type DenseKernelVariant, type WasmBackendInternals,
-} from './dense-kernels.js';
+  allowRelaxedSimd, configureWasmKernels, wasmKernelStatus, denseMomentumStep, denseScores, denseWeightGradient, kernelExports,
+  type WasmKernelVariant, type WasmBackendInternals,
+} from './wasm-kernels.js';
 import { createModel, disposeModel } from './model.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
 import { createPrng, nextNormal } from './prng.js';
 
-// The wasm dense kernels (assembly/dense.ts) against float64 sums, on every shape path: n < 8
+// The wasm kernels (assembly/) against float64 sums, on every shape path: n < 8
 // (scalar), n ≥ 8 with an overlapping last column block, row counts that are not multiples of
 // 4, and k ≥ 16 (the weight step's packed copy of x). The equivalence suite checks them again
 // inside whole networks against @bnmlp/reference.
 
 const UNIT_ROUNDOFF = 2 ** -24;
-const variants: DenseKernelVariant[] = allowRelaxedSimd() ? ['relaxed-simd', 'simd128'] : ['simd128'];
-console.info(`dense kernel builds tested: ${variants.join(', ')}`);
+const variants: WasmKernelVariant[] = allowRelaxedSimd() ? ['relaxed-simd', 'simd128'] : ['simd128'];
+console.info(`wasm kernel builds tested: ${variants.join(', ')}`);
 
 interface Problem {
   readonly m: number;
@@ -62,13 +62,13 @@ function expectWithin(stage: string, shape: number[], actual: ArrayLike<number>,
     );
 }
 
-describe.each(variants)('dense kernels, %s build', (variant) => {
+describe.each(variants)('wasm kernels, %s build', (variant) => {
   beforeAll(async () => {
     await initBackend('wasm');
-    expect(configureDenseKernels(variant)).toMatchObject({ variant, reason: null });
+    expect(configureWasmKernels(variant)).toMatchObject({ variant, reason: null });
   });
   afterAll(() => {
-    configureDenseKernels('auto');
+    configureWasmKernels('auto');
   });
 
   test('x·W + b, xᵀ·g + 2λW and the fused momentum step agree with float64 within the float32 dot-product bound', () => {
@@ -174,12 +174,18 @@ describe.each(variants)('dense kernels, %s build', (variant) => {
     [x, w, b].forEach((t) => t.dispose());
   });
 
-  test('the kernels write only their outputs and scratch (the rest of the tfjs heap is unchanged)', () => {
-    // Arrange
+  test('every kernel writes only its outputs and scratch (the rest of the tfjs heap is unchanged)', () => {
+    // Arrange: inputs, then one tensor per output or scratch buffer.
     const [m, k, n] = [37, 70, 13];
     const prng = createPrng(5);
-    const tensors = [[m, k], [m, n], [k, n], [k, n], [k, n], [k, n], [m, 16], [m, n]].map(([r, c]) => tf.tensor2d(randomMatrix(prng, r * c, 0), [r, c]));
-    const [x, g, w, v, outW, outV, scratch, out] = tensors;
+    const make = (shape: number[]) => tf.tensor(randomMatrix(prng, shape.reduce((p, q) => p * q, 1), 0), shape);
+    const [x, g, w, v, gamma, beta, theta] = [[m, k], [m, n], [k, n], [k, n], [n], [n], [n]].map(make);
+    const outputs = {
+      outW: make([k, n]), outV: make([k, n]), denseScratch: make([m * 16]), scores: make([m, n]),
+      mean: make([n]), variance: make([n]), invStd: make([n]), normalized: make([m, n]), pre: make([m, n]), relu: make([m, n]), bnScratch: make([4 * n]),
+      gS: make([m, n]), dGamma: make([n]), dBeta: make([n]), outTheta: make([n]), outThetaV: make([n]), blended: make([n]),
+    };
+    const o = outputs;
     const backend = tf.backend() as unknown as WasmBackendInternals;
     const at = (t: tf.Tensor) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
     const kernels = kernelExports(backend);
@@ -187,12 +193,16 @@ describe.each(variants)('dense kernels, %s build', (variant) => {
     const before = heap().slice();
 
     // Act
-    kernels.denseWeightStep(at(x), at(g), at(w), at(v), at(outW), at(outV), at(scratch), m, k, n, 0.1, 0.2, 0.9, 1);
-    kernels.denseForward(at(x), at(w), 0, at(out), m, k, n);
+    kernels.denseWeightStep(at(x), at(g), at(w), at(v), at(o.outW), at(o.outV), at(o.denseScratch), m, k, n, 0.1, 0.2, 0.9, 1);
+    kernels.denseForward(at(x), at(w), 0, at(o.scores), m, k, n);
+    kernels.batchNormReluForward(at(o.scores), at(gamma), at(beta), at(o.mean), at(o.variance), at(o.invStd), at(o.normalized), at(o.pre), at(o.relu), at(o.bnScratch), m, n, 1e-5);
+    kernels.batchNormReluBackward(at(g), at(o.pre), at(o.normalized), at(o.invStd), at(gamma), at(o.dGamma), at(o.dBeta), at(o.gS), at(o.bnScratch), m, n);
+    kernels.momentumStep(at(theta), at(gamma), at(beta), at(o.outTheta), at(o.outThetaV), n, 0.1, 0.9);
+    kernels.blend(at(gamma), at(beta), at(o.blended), n, 0.9);
 
     // Assert
     const after = heap();
-    const written = [outW, outV, scratch, out].map((t) => [at(t), at(t) + t.size * 4]).sort((p, q) => p[0] - q[0]);
+    const written = Object.values(outputs).map((t) => [at(t), at(t) + t.size * 4]).sort((p, q) => p[0] - q[0]);
     const changedOutside: string[] = [];
     let from = 0;
     for (const [lo, hi] of [...written, [after.length, after.length]]) {
@@ -200,8 +210,9 @@ describe.each(variants)('dense kernels, %s build', (variant) => {
       from = Math.max(from, hi);
     }
     expect(changedOutside).toEqual([]);
-    expect(Array.from(outW.dataSync()).some((value, i) => value !== w.dataSync()[i])).toBe(true);
-    tensors.forEach((t) => t.dispose());
+    const unchanged = Object.entries(outputs).filter(([, t]) => Buffer.compare(before.subarray(at(t), at(t) + t.size * 4), after.subarray(at(t), at(t) + t.size * 4)) === 0);
+    expect(unchanged.map(([name]) => name)).toEqual([]);
+    [x, g, w, v, gamma, beta, theta, ...Object.values(outputs)].forEach((t) => t.dispose());
   });
 
   test('after the tfjs heap grows, the kernels see the new memory and still compute the same values', () => {
@@ -229,15 +240,15 @@ function heapBytes(): number {
   return (backend.wasm.asm!.memory as { buffer: ArrayBuffer }).buffer.byteLength;
 }
 
-describe('configureDenseKernels', () => {
+describe('configureWasmKernels', () => {
   afterAll(() => {
-    configureDenseKernels('auto');
+    configureWasmKernels('auto');
   });
 
   test("'off' runs tfjs ops on wasm, and the status says so", async () => {
     // Arrange
     await initBackend('wasm');
-    const status = configureDenseKernels('off');
+    const status = configureWasmKernels('off');
     const x = tf.ones([2, 3]) as tf.Tensor2D;
     const w = tf.ones([3, 8]) as tf.Tensor2D;
     const b = tf.zeros([8]) as tf.Tensor1D;
@@ -247,17 +258,17 @@ describe('configureDenseKernels', () => {
 
     // Assert
     expect(status).toEqual({ choice: 'off', variant: null, reason: "turned off ('off')" });
-    expect(denseKernelStatus()).toBe(status);
+    expect(wasmKernelStatus()).toBe(status);
     expect(profile.kernels.map((kernel) => kernel.name)).toContain('BatchMatMul');
     [x, w, b].forEach((t) => t.dispose());
   });
 
   test("'auto' picks the fastest build this runtime validates", () => {
-    expect(configureDenseKernels('auto')).toEqual({ choice: 'auto', variant: variants[0], reason: null });
+    expect(configureWasmKernels('auto')).toEqual({ choice: 'auto', variant: variants[0], reason: null });
   });
 
   test('an unknown choice is a CoreArgumentError naming the choices', () => {
-    expect(() => configureDenseKernels('avx' as 'auto')).toThrow(CoreArgumentError);
-    expect(() => configureDenseKernels('avx' as 'auto')).toThrow(/configureDenseKernels.*choice.*auto, relaxed-simd, simd128, off.*"avx"/);
+    expect(() => configureWasmKernels('avx' as 'auto')).toThrow(CoreArgumentError);
+    expect(() => configureWasmKernels('avx' as 'auto')).toThrow(/configureWasmKernels.*choice.*auto, relaxed-simd, simd128, off.*"avx"/);
   });
 });

@@ -1,0 +1,367 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { readFileSync } from 'node:fs';
+import v8 from 'node:v8';
+import { CoreArgumentError, describeValue } from './errors.js';
+
+// TensorFlow.js kernels of our own on the wasm backend (AssemblyScript sources in assembly/).
+//
+// Why: on tfjs-backend-wasm a train step of the 3072-50-30-10 network spends most of its time in
+// the first layer. matMul(X, W) repacks W for XNNPACK whenever W changed (every step), and the
+// weight gradient needs an explicit transpose(X) because matMul's transposeA takes a slow path.
+// The dense kernels (assembly/dense.ts, wasm SIMD-128) read X, W and G where tfjs keeps them (the
+// kernels' module imports the tfjs module's memory) and fold the L2 term and the momentum update
+// into the weight gradient. What is left is many small ops, each paying tfjs's per-kernel cost:
+// assembly/batch-norm.ts does training-mode BN + ReLU forward and backward, and the small
+// momentum and running-average updates, in one kernel each.
+// On every other backend, and when the kernels are off, the functions below run tfjs ops instead
+// (here, or where they return null, in network.ts and train-step.ts); both paths are checked
+// against @bnmlp/reference by the equivalence suite.
+
+/** A build of the kernels: with relaxed SIMD's fused multiply-add, or plain SIMD-128. */
+export type WasmKernelVariant = 'relaxed-simd' | 'simd128';
+/** What to run on the wasm backend: 'auto' (relaxed-simd when the runtime validates it, else simd128), one build, or 'off' (tfjs ops). */
+export type WasmKernelChoice = 'auto' | WasmKernelVariant | 'off';
+export const WASM_KERNEL_CHOICES: readonly WasmKernelChoice[] = ['auto', 'relaxed-simd', 'simd128', 'off'];
+
+export interface WasmKernelStatus {
+  readonly choice: WasmKernelChoice;
+  /** The build whose kernels run whenever wasm is the active backend, or null (tfjs ops). */
+  readonly variant: WasmKernelVariant | null;
+  /** Why no build runs (turned off, or why the chosen builds could not load). */
+  readonly reason: string | null;
+}
+
+export interface KernelExports {
+  denseForward(a: number, b: number, bias: number, out: number, m: number, k: number, n: number): void;
+  denseWeightStep(
+    a: number, g: number, w: number, v: number, outW: number, outV: number, scratch: number,
+    m: number, k: number, n: number, decay: number, learningRate: number, momentum: number, fused: number,
+  ): void;
+  batchNormReluForward(
+    s: number, gamma: number, beta: number, mean: number, variance: number, invStd: number,
+    normalized: number, pre: number, relu: number, scratch: number, n: number, d: number, eps: number,
+  ): void;
+  batchNormReluBackward(
+    gOut: number, pre: number, normalized: number, invStd: number, gamma: number,
+    dGamma: number, dBeta: number, gS: number, scratch: number, n: number, d: number,
+  ): void;
+  momentumStep(theta: number, v: number, g: number, outTheta: number, outV: number, len: number, learningRate: number, momentum: number): void;
+  blend(a: number, b: number, out: number, len: number, alpha: number): void;
+}
+
+/** The parts of tfjs-backend-wasm's BackendWasm the kernels use (not all of them typed upstream). */
+export interface WasmBackendInternals {
+  wasm: { asm?: { memory?: unknown } };
+  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
+  makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
+  disposeData(dataId: object, force?: boolean): boolean;
+}
+
+// The WebAssembly JS API as used here (the project's lib settings carry no DOM or wasm types).
+interface WasmModule { readonly __brand?: 'WebAssembly.Module' }
+interface WasmMemory { readonly buffer: ArrayBuffer }
+const WebAssemblyApi = (globalThis as unknown as {
+  WebAssembly: {
+    Memory: abstract new (...args: never[]) => WasmMemory;
+    Module: new (bytes: Uint8Array) => WasmModule;
+    Instance: new (module: WasmModule, imports: object) => { readonly exports: object };
+    validate(bytes: Uint8Array): boolean;
+  };
+}).WebAssembly;
+
+const DENSE_FORWARD = 'BnmlpDenseForward';
+const DENSE_WEIGHT_STEP = 'BnmlpDenseWeightStep';
+const BN_RELU_FORWARD = 'BnmlpBatchNormReluForward';
+const BN_RELU_BACKWARD = 'BnmlpBatchNormReluBackward';
+const MOMENTUM_STEP = 'BnmlpMomentumStep';
+const BLEND = 'BnmlpBlend';
+
+const VARIANTS: readonly WasmKernelVariant[] = ['relaxed-simd', 'simd128'];
+const modules = new Map<WasmKernelVariant, WasmModule | string>();
+let registered = false;
+let status: WasmKernelStatus | null = null;
+const instances = new WeakMap<WasmMemory, Map<WasmKernelVariant, KernelExports>>();
+
+function wasmFile(variant: WasmKernelVariant): URL {
+  // wasm/ sits beside src/ and dist/, so the same path works from sources (tests) and the build.
+  return new URL(`../wasm/kernels-${variant}.wasm`, import.meta.url);
+}
+
+/** The compiled module, or why it cannot run here. */
+function load(variant: WasmKernelVariant): WasmModule | string {
+  let found = modules.get(variant);
+  if (found === undefined) {
+    try {
+      const bytes = readFileSync(wasmFile(variant));
+      found = WebAssemblyApi.validate(bytes) ? new WebAssemblyApi.Module(bytes) : 'not supported by this runtime';
+    } catch (error) {
+      found = (error as Error).message.split('\n')[0];
+    }
+    // A failure is not cached: allowRelaxedSimd may make the relaxed build valid later.
+    if (typeof found !== 'string') modules.set(variant, found);
+  }
+  return found;
+}
+
+/**
+ * Lets this Node.js process run relaxed SIMD (f32x4.relaxed_madd: an FMA where the CPU has one),
+ * which Node 20's V8 ships behind --experimental-wasm-relaxed-simd; Node 22 and later have it on.
+ * This sets that V8 flag for the whole process, so it is the application's choice (the bnmlp CLI
+ * makes it). Returns whether relaxed SIMD now validates; a later 'auto' choice then picks it.
+ */
+export function allowRelaxedSimd(): boolean {
+  try {
+    v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
+  } catch {
+    // Not V8: loading tells whether the runtime has relaxed SIMD anyway.
+  }
+  status = null;
+  return typeof load('relaxed-simd') !== 'string';
+}
+
+/**
+ * Chooses what runs the dense layers, batch norm and updates on the wasm backend (default: env
+ * BNMLP_WASM_KERNELS, else 'auto'). Other backends always use tfjs ops. Returns the resulting
+ * status: when the chosen build cannot load, `variant` is null and `reason` says why.
+ */
+export function configureWasmKernels(choice: WasmKernelChoice): WasmKernelStatus {
+  if (!WASM_KERNEL_CHOICES.includes(choice))
+    throw new CoreArgumentError('configureWasmKernels', 'choice', `one of ${WASM_KERNEL_CHOICES.join(', ')}`, describeValue(choice));
+  if (choice === 'off') {
+    status = { choice, variant: null, reason: "turned off ('off')" };
+    return status;
+  }
+  const failures: string[] = [];
+  for (const variant of choice === 'auto' ? VARIANTS : [choice]) {
+    const loaded = load(variant);
+    if (typeof loaded === 'string') {
+      failures.push(`${variant}: ${loaded}`);
+      continue;
+    }
+    if (!registered) registerKernels();
+    registered = true;
+    status = { choice, variant, reason: null };
+    return status;
+  }
+  status = { choice, variant: null, reason: failures.join('; ') };
+  return status;
+}
+
+export function wasmKernelStatus(): WasmKernelStatus {
+  if (status) return status;
+  const fromEnv = process.env.BNMLP_WASM_KERNELS as WasmKernelChoice | undefined;
+  return configureWasmKernels(fromEnv && WASM_KERNEL_CHOICES.includes(fromEnv) ? fromEnv : 'auto');
+}
+
+function activeVariant(): WasmKernelVariant | null {
+  return tf.getBackend() === 'wasm' ? (status ?? wasmKernelStatus()).variant : null;
+}
+
+/** The kernels of the active build, instantiated on this tfjs wasm module's memory (once per memory). */
+export function kernelExports(backend: WasmBackendInternals): KernelExports {
+  const memory = backend.wasm.asm?.memory;
+  if (!(memory instanceof WebAssemblyApi.Memory)) throw new Error('bnmlp wasm kernels: the tfjs wasm module exports no memory');
+  const variant = activeVariant() ?? 'simd128';
+  let perVariant = instances.get(memory);
+  if (!perVariant) instances.set(memory, (perVariant = new Map()));
+  let found = perVariant.get(variant);
+  if (!found) {
+    const module = load(variant);
+    if (typeof module === 'string') throw new Error(`bnmlp wasm kernels: ${variant} unavailable: ${module}`);
+    found = new WebAssemblyApi.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+    perVariant.set(variant, found);
+  }
+  return found;
+}
+
+function address(backend: WasmBackendInternals, t: tf.TensorInfo | undefined): number {
+  return t ? backend.dataIdMap.get(t.dataId)!.memoryOffset : 0;
+}
+
+/** Runs `body` with a float32 scratch buffer of `floats` entries, freed afterwards. */
+function withScratch(backend: WasmBackendInternals, floats: number, body: (scratch: number) => void): void {
+  const scratch = backend.makeOutput([floats], 'float32');
+  try {
+    body(address(backend, scratch));
+  } finally {
+    backend.disposeData(scratch.dataId, true);
+  }
+}
+
+type Inputs = Record<string, tf.TensorInfo | undefined>;
+
+/** Registers a kernel of ours for the wasm backend. */
+function register(kernelName: string, run: (b: WasmBackendInternals, inputs: Inputs, attrs: Record<string, number>) => tf.TensorInfo | tf.TensorInfo[]): void {
+  tf.registerKernel({
+    kernelName,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => run(backend as unknown as WasmBackendInternals, inputs as Inputs, attrs as Record<string, number>),
+  });
+}
+
+function registerKernels(): void {
+  register(DENSE_FORWARD, (b, inputs) => {
+    const { x, w, bias } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo; bias: tf.TensorInfo };
+    const [m, k] = x.shape;
+    const n = w.shape[1];
+    const out = b.makeOutput([m, n], 'float32');
+    if (m > 0) kernelExports(b).denseForward(address(b, x), address(b, w), address(b, bias), address(b, out), m, k, n);
+    return out;
+  });
+  register(DENSE_WEIGHT_STEP, (b, inputs, attrs) => {
+    const { x, g, w, v } = inputs as { x: tf.TensorInfo; g: tf.TensorInfo; w: tf.TensorInfo; v?: tf.TensorInfo };
+    const { decay, learningRate, momentum } = attrs;
+    const [m, k] = x.shape;
+    const n = g.shape[1];
+    const outW = b.makeOutput([k, n], 'float32');
+    const outV = v ? b.makeOutput([k, n], 'float32') : null;
+    // m rows × 16 floats: the kernel's contiguous copy of 16 columns of x at a time.
+    withScratch(b, m * 16, (scratch) =>
+      kernelExports(b).denseWeightStep(
+        address(b, x), address(b, g), address(b, w), address(b, v), address(b, outW), outV ? address(b, outV) : 0, scratch,
+        m, k, n, decay, learningRate, momentum, v ? 1 : 0,
+      ),
+    );
+    return outV ? [outW, outV] : outW;
+  });
+  register(BN_RELU_FORWARD, (b, inputs, attrs) => {
+    const { s, gamma, beta } = inputs as Inputs;
+    const [n, d] = s!.shape;
+    const [mean, variance, invStd] = [0, 1, 2].map(() => b.makeOutput([d], 'float32'));
+    const [normalized, pre, relu] = [0, 1, 2].map(() => b.makeOutput([n, d], 'float32'));
+    withScratch(b, 2 * d, (scratch) =>
+      kernelExports(b).batchNormReluForward(
+        address(b, s), address(b, gamma), address(b, beta), address(b, mean), address(b, variance), address(b, invStd),
+        address(b, normalized), address(b, pre), address(b, relu), scratch, n, d, attrs.eps,
+      ),
+    );
+    return [mean, variance, invStd, normalized, pre, relu];
+  });
+  register(BN_RELU_BACKWARD, (b, inputs) => {
+    const { g, pre, normalized, invStd, gamma } = inputs as Inputs;
+    const [n, d] = g!.shape;
+    const gS = b.makeOutput([n, d], 'float32');
+    const dGamma = b.makeOutput([d], 'float32');
+    const dBeta = b.makeOutput([d], 'float32');
+    withScratch(b, 4 * d, (scratch) =>
+      kernelExports(b).batchNormReluBackward(
+        address(b, g), address(b, pre), address(b, normalized), address(b, invStd), address(b, gamma),
+        address(b, dGamma), address(b, dBeta), address(b, gS), scratch, n, d,
+      ),
+    );
+    return [gS, dGamma, dBeta];
+  });
+  register(MOMENTUM_STEP, (b, inputs, attrs) => {
+    const { theta, v, g } = inputs as Inputs;
+    const { learningRate, momentum } = attrs;
+    const outTheta = b.makeOutput(theta!.shape, 'float32');
+    const outV = b.makeOutput(theta!.shape, 'float32');
+    const len = theta!.shape.reduce((p, q) => p * q, 1);
+    kernelExports(b).momentumStep(address(b, theta), address(b, v), address(b, g), address(b, outTheta), address(b, outV), len, learningRate, momentum);
+    return [outTheta, outV];
+  });
+  register(BLEND, (b, inputs, attrs) => {
+    const { a, other } = inputs as Inputs;
+    const out = b.makeOutput(a!.shape, 'float32');
+    const len = a!.shape.reduce((p, q) => p * q, 1);
+    kernelExports(b).blend(address(b, a), address(b, other), address(b, out), len, attrs.alpha);
+    return out;
+  });
+}
+
+// The functions the network uses. No validation: they run inside tf.tidy on shapes the public
+// entry points already checked.
+
+/**
+ * x·W + b. `weightsReused`: W will be multiplied again unchanged (inference). XNNPACK then keeps
+ * its packed copy of W, and its matMul beats the plain SIMD-128 kernel (not the relaxed one).
+ */
+export function denseScores(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, weightsReused = false): tf.Tensor2D {
+  const variant = activeVariant();
+  if (variant === 'relaxed-simd' || (variant === 'simd128' && !weightsReused)) return tf.engine().runKernel(DENSE_FORWARD, { x, w, bias: b }) as tf.Tensor2D;
+  return tf.add(tf.matMul(x, w), b);
+}
+
+/** ∂J/∂W = xᵀ·g + 2λW for J = loss + λ‖W‖², where g = ∂loss/∂(x·W + b). */
+export function denseWeightGradient(x: tf.Tensor2D, g: tf.Tensor2D, w: tf.Tensor2D, lambda: number): tf.Tensor2D {
+  if (activeVariant()) return tf.engine().runKernel(DENSE_WEIGHT_STEP, { x, g, w }, { decay: 2 * lambda, learningRate: 0, momentum: 0 }) as tf.Tensor2D;
+  // On wasm, matMul's transposeA flag takes a slow path, hence the explicit transpose.
+  const product = tf.matMul(tf.transpose(x), g) as tf.Tensor2D;
+  return lambda === 0 ? product : tf.add(product, tf.mul(w, 2 * lambda));
+}
+
+/**
+ * The momentum step of W from the same gradient, without materializing it on the kernel path:
+ * v' = ρ·v + η·(xᵀ·g + 2λW), W' = W − v'. Returns new tensors (the caller assigns them).
+ */
+export function denseMomentumStep(
+  x: tf.Tensor2D, g: tf.Tensor2D, w: tf.Tensor2D, v: tf.Tensor2D, settings: { lambda: number; learningRate: number; momentum: number },
+): { w: tf.Tensor2D; v: tf.Tensor2D } {
+  const { lambda, learningRate, momentum } = settings;
+  if (activeVariant()) {
+    const [nextW, nextV] = tf.engine().runKernel(DENSE_WEIGHT_STEP, { x, g, w, v }, { decay: 2 * lambda, learningRate, momentum }) as tf.Tensor2D[];
+    return { w: nextW, v: nextV };
+  }
+  const nextV = tf.add(tf.mul(v, momentum), tf.mul(denseWeightGradient(x, g, w, lambda), learningRate)) as tf.Tensor2D;
+  return { w: tf.sub(w, nextV), v: nextV };
+}
+
+/** What training-mode batch norm + ReLU computes for one layer (see batchNormReluForward). */
+export interface BatchNormReluTensors {
+  readonly mean: tf.Tensor1D;
+  readonly variance: tf.Tensor1D;
+  readonly invStd: tf.Tensor1D;
+  readonly normalized: tf.Tensor2D;
+  readonly pre: tf.Tensor2D;
+  readonly relu: tf.Tensor2D;
+}
+
+/**
+ * Training-mode BN then ReLU of scores s in one kernel: batch mean and biased variance (two
+ * passes), invStd = 1/sqrt(σ² + ε), ŝ, pre = γŝ + β, relu(pre). null when the kernels are not
+ * active (the caller runs tfjs ops).
+ */
+export function batchNormReluForward(s: tf.Tensor2D, gamma: tf.Tensor1D | null, beta: tf.Tensor1D | null, eps: number): BatchNormReluTensors | null {
+  if (!activeVariant()) return null;
+  const inputs: tf.NamedTensorMap = { s };
+  if (gamma) inputs.gamma = gamma;
+  if (beta) inputs.beta = beta;
+  const [mean, variance, invStd, normalized, pre, relu] = tf.engine().runKernel(BN_RELU_FORWARD, inputs, { eps }) as tf.Tensor[];
+  return {
+    mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D, invStd: invStd as tf.Tensor1D,
+    normalized: normalized as tf.Tensor2D, pre: pre as tf.Tensor2D, relu: relu as tf.Tensor2D,
+  };
+}
+
+/**
+ * Backward through ReLU and training-mode BN in one kernel, from g = ∂J/∂relu: ∂J/∂s, ∂J/∂γ and
+ * ∂J/∂β (Note [BN backward through batch statistics], @bnmlp/reference batch-norm.ts). null when
+ * the kernels are not active.
+ */
+export function batchNormReluBackward(
+  g: tf.Tensor2D, pre: tf.Tensor2D, normalized: tf.Tensor2D, invStd: tf.Tensor1D, gamma: tf.Tensor1D | null,
+): { gS: tf.Tensor2D; dGamma: tf.Tensor1D; dBeta: tf.Tensor1D } | null {
+  if (!activeVariant()) return null;
+  const inputs: tf.NamedTensorMap = { g, pre, normalized, invStd };
+  if (gamma) inputs.gamma = gamma;
+  const [gS, dGamma, dBeta] = tf.engine().runKernel(BN_RELU_BACKWARD, inputs, {}) as tf.Tensor[];
+  return { gS: gS as tf.Tensor2D, dGamma: dGamma as tf.Tensor1D, dBeta: dBeta as tf.Tensor1D };
+}
+
+/** v' = ρ·v + η·g and θ' = θ − v' (g null: a zero gradient), as new tensors. */
+export function momentumStep<T extends tf.Tensor>(theta: T, v: T, g: T | null, learningRate: number, momentum: number): { theta: T; v: T } {
+  if (activeVariant()) {
+    const inputs: tf.NamedTensorMap = { theta, v };
+    if (g) inputs.g = g;
+    const [nextTheta, nextV] = tf.engine().runKernel(MOMENTUM_STEP, inputs, { learningRate, momentum }) as T[];
+    return { theta: nextTheta, v: nextV };
+  }
+  const nextV = (g ? tf.add(tf.mul(v, momentum), tf.mul(g, learningRate)) : tf.mul(v, momentum)) as T;
+  return { theta: tf.sub(theta, nextV) as T, v: nextV };
+}
+
+/** α·a + (1 − α)·b (the BN running averages), as a new tensor. */
+export function blend<T extends tf.Tensor>(a: T, b: T, alpha: number): T {
+  if (activeVariant()) return tf.engine().runKernel(BLEND, { a, other: b }, { alpha }) as T;
+  return tf.add(tf.mul(a, alpha), tf.mul(b, 1 - alpha)) as T;
+}
