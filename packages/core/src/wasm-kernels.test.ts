@@ -267,6 +267,15 @@ describe('configureWasmKernels', () => {
     expect(configureWasmKernels('auto')).toEqual({ choice: 'auto', variant: variants[0], reason: null });
   });
 
+  test('a tfjs module with shared memory (its threaded build) cannot host the kernels: instantiation is refused, which sends that backend to tfjs ops', () => {
+    // Arrange
+    const memory = new (globalThis as unknown as { WebAssembly: { Memory: new (d: object) => object } }).WebAssembly.Memory({ initial: 1, maximum: 4, shared: true });
+    const fake = { wasm: { asm: { memory } } } as unknown as WasmBackendInternals;
+
+    // Act / Assert
+    expect(() => kernelExports(fake)).toThrow(/shared|memory/i);
+  });
+
   test('an unknown choice is a CoreArgumentError naming the choices', () => {
     expect(() => configureWasmKernels('avx' as 'auto')).toThrow(CoreArgumentError);
     expect(() => configureWasmKernels('avx' as 'auto')).toThrow(/configureWasmKernels.*choice.*auto, relaxed-simd, simd128, off.*"avx"/);

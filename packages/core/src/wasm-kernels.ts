@@ -148,20 +148,39 @@ export function configureWasmKernels(choice: WasmKernelChoice): WasmKernelStatus
 }
 
 export function wasmKernelStatus(): WasmKernelStatus {
-  if (status) return status;
   const fromEnv = process.env.BNMLP_WASM_KERNELS as WasmKernelChoice | undefined;
-  return configureWasmKernels(fromEnv && WASM_KERNEL_CHOICES.includes(fromEnv) ? fromEnv : 'auto');
+  const current = status ?? configureWasmKernels(fromEnv && WASM_KERNEL_CHOICES.includes(fromEnv) ? fromEnv : 'auto');
+  const refused = tf.getBackend() === 'wasm' ? unusable.get(tf.backend()) : undefined;
+  return refused && current.variant ? { choice: current.choice, variant: null, reason: refused } : current;
 }
 
+/** tfjs wasm modules whose memory the kernels cannot use (say, a shared memory), with why. */
+const unusable = new WeakMap<object, string>();
+
+/** The build to run for the active backend, or null: tfjs ops. */
 function activeVariant(): WasmKernelVariant | null {
-  return tf.getBackend() === 'wasm' ? (status ?? wasmKernelStatus()).variant : null;
+  if (tf.getBackend() !== 'wasm') return null;
+  const variant = (status ?? wasmKernelStatus()).variant;
+  if (!variant) return null;
+  const backend = tf.backend() as unknown as WasmBackendInternals;
+  if (unusable.has(backend)) return null;
+  try {
+    instanceFor(backend, variant);
+    return variant;
+  } catch (error) {
+    unusable.set(backend, (error as Error).message);
+    return null;
+  }
 }
 
 /** The kernels of the active build, instantiated on this tfjs wasm module's memory (once per memory). */
 export function kernelExports(backend: WasmBackendInternals): KernelExports {
+  return instanceFor(backend, activeVariant() ?? 'simd128');
+}
+
+function instanceFor(backend: WasmBackendInternals, variant: WasmKernelVariant): KernelExports {
   const memory = backend.wasm.asm?.memory;
   if (!(memory instanceof WebAssemblyApi.Memory)) throw new Error('bnmlp wasm kernels: the tfjs wasm module exports no memory');
-  const variant = activeVariant() ?? 'simd128';
   let perVariant = instances.get(memory);
   if (!perVariant) instances.set(memory, (perVariant = new Map()));
   let found = perVariant.get(variant);
