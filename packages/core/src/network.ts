@@ -75,7 +75,7 @@ export function forwardTrace(model: CoreModel, x: tf.Tensor2D, mode: Mode): Forw
       };
     }
     traces.push(trace);
-    if (l < model.layers.length - 1) h = relu ?? tf.relu(trace.preActivation);
+    if (hidden) h = relu ?? tf.relu(trace.preActivation);
   });
   return { layers: traces, logits: traces[traces.length - 1].preActivation };
 }

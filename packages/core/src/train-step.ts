@@ -69,12 +69,13 @@ export function trainStep(
       const oneHot = oneHotTensor(labels, model.config.classes);
       const trace = forwardTrace(model, input.tensor, 'train');
       if (options.returnLoss) loss = lossTensors(model, trace.logits, oneHot, 0).loss.dataSync()[0];
-      const wVelocity = model.layers.map((_, l) => state.velocity.get(`W${l + 1}`)! as tf.Variable<tf.Rank.R2>);
+      const weights = entries.filter((e) => e.kind === 'W'); // one per layer, in layer order
+      const wVelocity = weights.map((e) => state.velocity.get(e.name)! as tf.Variable<tf.Rank.R2>);
       const grads = backwardTrace(model, trace, oneHot, settings.lambda, 'train', false, { ...settings, velocity: wVelocity });
       // W and its velocity were stepped in the backward pass (on wasm in one kernel per layer).
       grads.weightSteps!.forEach((step, l) => {
         wVelocity[l].assign(step.v);
-        model.layers[l].W.assign(step.w);
+        weights[l].variable.assign(step.w);
       });
       applyMomentum(entries.filter((e) => e.kind !== 'W'), state, grads.layers, settings);
       updateRunningAverages(model, trace.layers);

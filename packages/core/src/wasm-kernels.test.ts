@@ -189,8 +189,7 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     const backend = tf.backend() as unknown as WasmBackendInternals;
     const at = (t: tf.Tensor) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
     const kernels = kernelExports(backend);
-    const heap = () => new Uint8Array((backend.wasm.asm!.memory as { buffer: ArrayBuffer }).buffer);
-    const before = heap().slice();
+    const before = wasmHeap().slice();
 
     // Act
     kernels.denseWeightStep(at(x), at(g), at(w), at(v), at(o.outW), at(o.outV), at(o.denseScratch), m, k, n, 0.1, 0.2, 0.9, 1);
@@ -201,7 +200,7 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     kernels.blend(at(gamma), at(beta), at(o.blended), n, 0.9);
 
     // Assert
-    const after = heap();
+    const after = wasmHeap();
     const written = Object.values(outputs).map((t) => [at(t), at(t) + t.size * 4]).sort((p, q) => p[0] - q[0]);
     const changedOutside: string[] = [];
     let from = 0;
@@ -235,9 +234,14 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
   });
 });
 
-function heapBytes(): number {
+/** The active tfjs wasm module's whole memory, as it is now (a grow replaces the buffer). */
+function wasmHeap(): Uint8Array {
   const backend = tf.backend() as unknown as WasmBackendInternals;
-  return (backend.wasm.asm!.memory as { buffer: ArrayBuffer }).buffer.byteLength;
+  return new Uint8Array((backend.wasm.asm!.memory as { buffer: ArrayBuffer }).buffer);
+}
+
+function heapBytes(): number {
+  return wasmHeap().byteLength;
 }
 
 describe('configureWasmKernels', () => {

@@ -321,8 +321,8 @@ export function denseMomentumStep(
     const [nextW, nextV] = tf.engine().runKernel(DENSE_WEIGHT_STEP, { x, g, w, v }, { decay: 2 * lambda, learningRate, momentum }) as tf.Tensor2D[];
     return { w: nextW, v: nextV };
   }
-  const nextV = tf.add(tf.mul(v, momentum), tf.mul(denseWeightGradient(x, g, w, lambda), learningRate)) as tf.Tensor2D;
-  return { w: tf.sub(w, nextV), v: nextV };
+  const next = momentumStep(w, v, denseWeightGradient(x, g, w, lambda), learningRate, momentum);
+  return { w: next.theta, v: next.v };
 }
 
 /** What training-mode batch norm + ReLU computes for one layer (see batchNormReluForward). */
