@@ -267,6 +267,17 @@ describe('configureWasmKernels', () => {
     [x, w, b].forEach((t) => t.dispose());
   });
 
+  test('allowRelaxedSimd keeps an explicit choice', () => {
+    // Arrange
+    configureWasmKernels('simd128');
+
+    // Act
+    allowRelaxedSimd();
+
+    // Assert
+    expect(wasmKernelStatus()).toMatchObject({ choice: 'simd128', variant: 'simd128' });
+  });
+
   test("'auto' picks the fastest build this runtime validates", () => {
     expect(configureWasmKernels('auto')).toEqual({ choice: 'auto', variant: variants[0], reason: null });
   });

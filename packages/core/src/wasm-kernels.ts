@@ -115,8 +115,10 @@ export function allowRelaxedSimd(): boolean {
   } catch {
     // Not V8: loading tells whether the runtime has relaxed SIMD anyway.
   }
-  status = null;
-  return typeof load('relaxed-simd') !== 'string';
+  const relaxed = typeof load('relaxed-simd') !== 'string';
+  // Re-evaluate the current choice (an 'auto' may now pick relaxed-simd); never drop it for the default.
+  if (status) configureWasmKernels(status.choice);
+  return relaxed;
 }
 
 /**
