@@ -47,3 +47,61 @@ describe('MiniBatcher', () => {
     expect(() => new MiniBatcher({ ...numberedSet(4), labels: new Int32Array(3) }, 2)).toThrow(/labels/);
   });
 });
+
+describe('MiniBatcher: remainders, flips and state', () => {
+  test('keepRemainder trains on the last, smaller batch; one below minBatchRows is dropped', () => {
+    const kept = new MiniBatcher(numberedSet(10), 4, 1, { keepRemainder: true, minBatchRows: 2 });
+    expect([kept.batchesPerEpoch, kept.lastBatchRows, kept.droppedRows]).toEqual([3, 2, 0]);
+    kept.shuffle();
+    const rows = [0, 1, 2].flatMap((b) => Array.from(kept.batch(b).x.data.filter((_, i) => i % 2 === 0)));
+    expect(rows.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(kept.batch(2).labels).toHaveLength(2);
+
+    const single = new MiniBatcher(numberedSet(9), 4, 1, { keepRemainder: true, minBatchRows: 2 });
+    expect([single.batchesPerEpoch, single.droppedRows]).toEqual([2, 1]);
+  });
+
+  test('restoring a state gives the same future batches', () => {
+    const a = new MiniBatcher(numberedSet(20), 6, 5, { keepRemainder: true });
+    a.shuffle();
+    const saved = a.state();
+    const b = new MiniBatcher(numberedSet(20), 6, 99, { keepRemainder: true });
+    b.restore(saved);
+    a.shuffle();
+    b.shuffle();
+    for (let i = 0; i < a.batchesPerEpoch; i++) expect(Array.from(b.batch(i).x.data)).toEqual(Array.from(a.batch(i).x.data));
+    expect(() => b.restore({ ...saved, order: Int32Array.of(1, 1) })).toThrow(/state.order/);
+  });
+});
+
+describe('flipTransform', () => {
+  test('the flipped standardised row equals the standardised flipped image, exactly in float64 terms', async () => {
+    const { computeFeatureStats, standardizeFeatures } = await import('./cifar.js');
+    const { flipTransform, flipRow } = await import('./flip.js');
+    // Arrange: 5 random images and their mirror images.
+    const count = 5;
+    const pixels = new Uint8Array(count * 3072);
+    for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
+    const mirrored = new Uint8Array(pixels.length);
+    for (let r = 0; r < count; r++)
+      for (let c = 0; c < 3; c++)
+        for (let y = 0; y < 32; y++)
+          for (let x = 0; x < 32; x++) mirrored[r * 3072 + c * 1024 + y * 32 + x] = pixels[r * 3072 + c * 1024 + y * 32 + (31 - x)];
+    const data = { count, pixels, labels: new Uint8Array(count), sources: ['t'] };
+    const stats = computeFeatureStats(data);
+    const plain = standardizeFeatures(data, stats);
+    const expected = standardizeFeatures({ ...data, pixels: mirrored }, stats);
+    // Act
+    const out = new Float32Array(3072);
+    const transform = flipTransform(stats);
+    for (let r = 0; r < count; r++) {
+      flipRow(transform, plain.data.subarray(r * 3072, (r + 1) * 3072), out);
+      // Assert: float32 rounding of two routes to the same value.
+      for (let j = 0; j < 3072; j++) expect(Math.abs(out[j] - expected.data[r * 3072 + j])).toBeLessThan(1e-5 * (1 + Math.abs(expected.data[r * 3072 + j])));
+    }
+    // Flipping twice is the identity.
+    const twice = new Float32Array(3072);
+    flipRow(transform, out, twice);
+    for (let j = 0; j < 3072; j++) expect(twice[j]).toBeCloseTo(plain.data[j + (count - 1) * 3072], 4);
+  });
+});

@@ -1,4 +1,5 @@
-import { createPrng, nextInt, type Float32Matrix, type Prng } from '@bnmlp/core';
+import { createPrng, nextInt, nextUniform, type Float32Matrix, type Prng } from '@bnmlp/core';
+import { flipRow, type FlipTransform } from './flip.js';
 import { TrainerArgumentError } from './errors.js';
 
 /** Samples as rows of one float32 matrix, with a label per row. */
@@ -13,34 +14,71 @@ export interface MiniBatch {
   readonly labels: Int32Array;
 }
 
+export interface MiniBatcherOptions {
+  /**
+   * Keep the last, smaller batch of an epoch (default false: the remainder is left out, as
+   * PyTorch's drop_last does). A remainder of fewer than `minBatchRows` rows is dropped anyway.
+   */
+  readonly keepRemainder?: boolean;
+  /** 2 under batch norm: a batch of one row has variance 0 and normalizes to nothing. Default 1. */
+  readonly minBatchRows?: number;
+  /** Mirror each row with probability 1/2 (seeded by the batcher's seed, epoch and batch). */
+  readonly flip?: FlipTransform | null;
+}
+
+/** Everything a batcher's future depends on: restore it and the same batches follow. */
+export interface MiniBatcherState {
+  readonly order: Int32Array;
+  readonly prngState: number;
+  /** Shuffles so far (the epoch of the current order; flips are drawn per epoch and batch). */
+  readonly shuffles: number;
+}
+
 /**
  * Shuffled mini-batches of a labeled set. Each batch's rows are copied into one reused buffer
  * (row copies out of a typed array are cheap; a fresh array per batch would churn the GC, and
- * slicing a large backend tensor copies all of it on the wasm backend). An epoch holds
- * floor(rows / batchSize) batches: the remainder is left out, as PyTorch's drop_last does.
+ * slicing a large backend tensor copies all of it on the wasm backend).
  */
 export class MiniBatcher {
   readonly batchesPerEpoch: number;
-  private readonly order: Int32Array;
+  /** Rows of the last batch when it is smaller than batchSize, else batchSize. */
+  readonly lastBatchRows: number;
+  /** Rows left out of every epoch (a remainder not kept, or one smaller than minBatchRows). */
+  readonly droppedRows: number;
+  private order: Int32Array;
   private readonly buffer: Float32Array;
   private readonly labelBuffer: Int32Array;
   private readonly prng: Prng;
+  private readonly flip: FlipTransform | null;
+  private shuffles = 0;
 
   constructor(
     readonly data: LabeledSet,
     readonly batchSize: number,
-    seed = 0,
+    readonly seed = 0,
+    options: MiniBatcherOptions = {},
   ) {
     const op = 'MiniBatcher';
     const { rows, cols } = data.x;
     if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > rows)
       throw new TrainerArgumentError(op, 'batchSize', `an integer in [1, ${rows}] (rows)`, String(batchSize));
     if (data.labels.length !== rows) throw new TrainerArgumentError(op, 'labels', `length ${rows} (rows)`, `length ${data.labels.length}`);
-    this.batchesPerEpoch = Math.floor(rows / batchSize);
+    const minRows = options.minBatchRows ?? 1;
+    if (!Number.isInteger(minRows) || minRows < 1 || minRows > batchSize)
+      throw new TrainerArgumentError(op, 'options.minBatchRows', `an integer in [1, ${batchSize}] (batchSize)`, String(minRows));
+    if (options.flip && options.flip.source.length !== cols)
+      throw new TrainerArgumentError(op, 'options.flip', `a transform of ${cols} features`, `${options.flip.source.length} features`);
+    const whole = Math.floor(rows / batchSize);
+    const remainder = rows - whole * batchSize;
+    const keep = options.keepRemainder === true && remainder >= minRows;
+    this.batchesPerEpoch = whole + (keep ? 1 : 0);
+    this.lastBatchRows = keep ? remainder : batchSize;
+    this.droppedRows = keep ? 0 : remainder;
     this.order = Int32Array.from({ length: rows }, (_, i) => i);
     this.buffer = new Float32Array(batchSize * cols);
     this.labelBuffer = new Int32Array(batchSize);
     this.prng = createPrng(seed);
+    this.flip = options.flip ?? null;
   }
 
   /** A new random order for the next epoch (Fisher–Yates from the seeded PRNG). */
@@ -51,6 +89,17 @@ export class MiniBatcher {
       this.order[i] = this.order[j];
       this.order[j] = t;
     }
+    this.shuffles++;
+  }
+
+  /** Shuffles so far: the number of epochs whose order has been drawn. */
+  get shuffleCount(): number {
+    return this.shuffles;
+  }
+
+  /** Rows in batch `index`. */
+  rowsIn(index: number): number {
+    return index === this.batchesPerEpoch - 1 ? this.lastBatchRows : this.batchSize;
   }
 
   /** Batch `index` (0-based) of the current order. */
@@ -58,11 +107,38 @@ export class MiniBatcher {
     const { x, labels } = this.data;
     const cols = x.cols;
     const start = index * this.batchSize;
-    for (let r = 0; r < this.batchSize; r++) {
+    const rows = this.rowsIn(index);
+    // Flips come from their own stream keyed by (seed, epoch, batch), so a run resumed mid-epoch draws the same ones.
+    const flips = this.flip ? createPrng((this.seed * 0x9e3779b1 + this.shuffles * 0x85ebca6b + index * 0xc2b2ae35) >>> 0) : null;
+    for (let r = 0; r < rows; r++) {
       const row = this.order[start + r];
-      this.buffer.set(x.data.subarray(row * cols, (row + 1) * cols), r * cols);
+      const source = x.data.subarray(row * cols, (row + 1) * cols);
+      const target = this.buffer.subarray(r * cols, (r + 1) * cols);
+      if (flips && nextUniform(flips) < 0.5) flipRow(this.flip!, source, target);
+      else target.set(source);
       this.labelBuffer[r] = labels[row];
     }
-    return { x: { rows: this.batchSize, cols, data: this.buffer }, labels: this.labelBuffer };
+    return {
+      x: { rows, cols, data: rows === this.batchSize ? this.buffer : this.buffer.subarray(0, rows * cols) },
+      labels: rows === this.batchSize ? this.labelBuffer : this.labelBuffer.subarray(0, rows),
+    };
+  }
+
+  state(): MiniBatcherState {
+    return { order: this.order.slice(), prngState: this.prng.state, shuffles: this.shuffles };
+  }
+
+  restore(state: MiniBatcherState): void {
+    const op = 'MiniBatcher.restore';
+    if (!(state.order instanceof Int32Array) || state.order.length !== this.order.length)
+      throw new TrainerArgumentError(op, 'state.order', `an Int32Array of ${this.order.length} rows`, String(state.order?.length));
+    const seen = new Uint8Array(this.order.length);
+    for (const row of state.order) {
+      if (!(row >= 0 && row < seen.length) || seen[row]) throw new TrainerArgumentError(op, 'state.order', 'a permutation of the rows', `repeated or out-of-range row ${row}`);
+      seen[row] = 1;
+    }
+    this.order = state.order.slice();
+    this.prng.state = state.prngState >>> 0;
+    this.shuffles = state.shuffles;
   }
 }
