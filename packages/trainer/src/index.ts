@@ -18,3 +18,5 @@ export * from './atomic-file.js';
 export * from './cifar-python.js';
 export * from './cifar-mat.js';
 export * from './cifar-layout.js';
+export * from './search.js';
+export * from './trial-executor.js';

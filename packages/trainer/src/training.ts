@@ -29,6 +29,8 @@ export interface EpochRecord {
   readonly validation: SplitMetrics | null;
   /** Wall time of the epoch's steps and evaluation (not part of the reproducible state). */
   readonly seconds: number;
+  /** Wall time of the steps alone (batch gather and train steps), for benchmarks. */
+  readonly stepSeconds: number;
 }
 
 export type RunStatus = 'completed' | 'aborted' | 'diverged';
@@ -204,6 +206,7 @@ export async function trainNetwork(config: TrainConfig, data: PreparedData, opti
         globalStep++;
         options.onEvent?.({ kind: 'step', epoch: epoch + 1, step: step + 1, stepsPerEpoch, globalStep, totalSteps, loss: loss! });
       }
+      const stepSeconds = (performance.now() - epochStarted) / 1000;
       const stepsThisEpoch = step;
       step = stepsThisEpoch - 1; // a divergence found below is reported at the epoch's last step
       if (!allFinite(model)) return diverged(`a parameter or running average stopped being finite during epoch ${epoch + 1}`);
@@ -211,7 +214,7 @@ export async function trainNetwork(config: TrainConfig, data: PreparedData, opti
       const train = evaluateSplit(model, data.train, lambda, config.evalChunkSize, penalty);
       const validation = data.validation ? evaluateSplit(model, data.validation, lambda, config.evalChunkSize, penalty) : null;
       if (!Number.isFinite(train.cost)) return diverged(`the training cost became ${train.cost} after epoch ${epoch + 1}`);
-      const record: EpochRecord = { epoch: epoch + 1, learningRate: firstRate, steps: stepsThisEpoch, train, validation, seconds: (performance.now() - epochStarted) / 1000 };
+      const record: EpochRecord = { epoch: epoch + 1, learningRate: firstRate, steps: stepsThisEpoch, train, validation, seconds: (performance.now() - epochStarted) / 1000, stepSeconds };
       history.push(record);
       options.onEvent?.({ kind: 'epoch-end', record, epochs });
       // The state after this epoch: the next one starts at its step 0 (and shuffles then).
