@@ -17,8 +17,9 @@ describe('bnmlp', () => {
     expect(status).toBe(0);
     expect(stderr).toBe('');
     expect(stdout).toBe(topLevelHelp());
-    expect(COMMANDS.map((c) => c.name)).toEqual(['gradcheck', 'bench']);
-    for (const command of COMMANDS) expect(stdout).toMatch(new RegExp(`^  ${command.name} +${command.summary}$`, 'm'));
+    expect(COMMANDS.map((c) => c.name)).toEqual(['reproduce', 'gradcheck', 'overfit', 'train', 'compare-bn', 'search', 'lr-sweep', 'evaluate', 'report', 'download', 'bench']);
+    const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    for (const command of COMMANDS) expect(stdout).toMatch(new RegExp(`^  ${escape(command.name)} +${escape(command.summary)}$`, 'm'));
     for (const flag of TOP_LEVEL_FLAGS) expect(stdout).toContain(`-${flag.short}, --${flag.flag}`);
     expect((await run(['-h'])).stdout).toBe(stdout);
     expect((await run(['help'])).stdout).toBe(stdout);
@@ -36,13 +37,16 @@ describe('bnmlp', () => {
   });
 
   it('rejects an unknown command or option with status 2', async () => {
-    const train = await run(['train']);
-    expect(train.status).toBe(2);
-    expect(train.stderr).toBe("bnmlp: argument 'command' must be one of 'gradcheck', 'bench', got 'train'\n(see `bnmlp --help`)\n");
+    const unknown = await run(['fit']);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toMatch(/^bnmlp: argument 'command' must be one of 'reproduce', 'gradcheck', .*'bench', got 'fit'\n\(see `bnmlp --help`\)\n$/);
     const option = await run(['--verbose']);
     expect(option.status).toBe(2);
     expect(option.stderr).toContain('option --verbose must be a command, --help or --version first');
     expect((await run(['help', 'nope'])).status).toBe(2);
+    const typo = await run(['gradchek']);
+    expect(typo.status).toBe(2);
+    expect(typo.stderr).toContain('(did you mean gradcheck?)');
   });
 });
 
@@ -75,7 +79,8 @@ describe('bnmlp gradcheck --help', () => {
     [['--hidden', '0'], "option --hidden must be an integer >= 1, got '0'"],
     [['--layers', '2,,3'], "option --layers must be a comma-separated list of integers >= 1, got '2,,3'"],
     [['--lambda=-1'], "option --lambda must be a finite number >= 0, got '-1'"],
-    [['--lambda', '-1'], "option --lambda must be followed by a value (write --lambda=<value> for one that starts with '-')"],
+    [['--lambda', '-1'], "option --lambda must be a finite number >= 0, got '-1'"],
+    [['--dimz', '3'], 'option --dimz must be one of the options in `bnmlp gradcheck --help` (did you mean --dims?), got an unknown option'],
     [['--step', '0'], "option --step must be a finite number > 0, got '0'"],
     [['--tolerance', 'Infinity'], "option --tolerance must be a finite number > 0, got 'Infinity'"],
     [['--seed', '4294967296'], "option --seed must be an integer in [0, 4294967295], got '4294967296'"],
@@ -85,7 +90,7 @@ describe('bnmlp gradcheck --help', () => {
     [['--json=yes'], 'option --json must be given without a value, got a value'],
     [['--verbose'], 'option --verbose must be one of the options in `bnmlp gradcheck --help`, got an unknown option'],
     [['extra'], "argument 'arguments' must be options only (this command takes no positional arguments), got 'extra'"],
-    [['--data', '/nonexistent-bnmlp'], "option --data must be a CIFAR-10 binary directory (containing data_batch_1.bin), got '/nonexistent-bnmlp'"],
+    [['--data', '/nonexistent-bnmlp'], "option --data must be a CIFAR-10 directory (cifar-10-batches-bin, -py or -mat, or a folder holding one), got '/nonexistent-bnmlp'"],
     [['--data', tinyCifarDir, '--batch', '41'], `option --batch must be at most 40 (the training records in ${tinyCifarDir}), got 41`],
   ])('%j is a usage error (status 2) that names the option', async (args, message) => {
     const { status, stdout, stderr } = await run(['gradcheck', ...args]);

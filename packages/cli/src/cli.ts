@@ -1,12 +1,22 @@
 import { readFileSync } from 'node:fs';
+import { Command as Commander, CommanderError } from 'commander';
 import type { Command, CommandContext } from './commands/command.js';
 import { benchCommand } from './commands/bench.js';
+import { downloadCommand } from './commands/download.js';
+import { evaluateCommand } from './commands/evaluate.js';
 import { gradcheckCommand } from './commands/gradcheck.js';
+import { reportCommand } from './commands/report.js';
+import { reproduceCommand } from './commands/reproduce.js';
+import { searchCommand } from './commands/search.js';
+import { compareBnCommand, lrSweepCommand, overfitCommand } from './commands/sections.js';
+import { trainCommand } from './commands/train.js';
 import { CliArgumentError, quote } from './errors.js';
 import { formatFlags, type FlagSpec } from './options.js';
 
 /** Every command, in --help order. */
-export const COMMANDS: readonly Command[] = [gradcheckCommand, benchCommand];
+export const COMMANDS: readonly Command[] = [
+  reproduceCommand, gradcheckCommand, overfitCommand, trainCommand, compareBnCommand, searchCommand, lrSweepCommand, evaluateCommand, reportCommand, downloadCommand, benchCommand,
+];
 
 export const TOP_LEVEL_FLAGS: readonly FlagSpec[] = [
   { flag: 'help', short: 'h', help: 'show this help; `bnmlp <command> --help` (or `bnmlp help <command>`) for a command' },
@@ -36,10 +46,25 @@ export function topLevelHelp(): string {
   ].join('\n');
 }
 
+/**
+ * The command named `name`, found through commander (which also suggests the nearest command for a
+ * typo); throws CliArgumentError with that suggestion when there is none.
+ */
 function findCommand(name: string): Command {
-  const command = COMMANDS.find((c) => c.name === name);
-  if (!command) throw new CliArgumentError('bnmlp', 'command', `one of ${COMMANDS.map((c) => quote(c.name)).join(', ')}`, quote(name));
-  return command;
+  const program = new Commander('bnmlp').exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: () => {} }).showSuggestionAfterError(true);
+  let found: Command | null = null;
+  for (const command of COMMANDS)
+    program.command(command.name).helpOption(false).allowUnknownOption().allowExcessArguments().action(() => {
+      found = command;
+    });
+  try {
+    program.parse([name], { from: 'user' });
+  } catch (error) {
+    if (!(error instanceof CommanderError)) throw error;
+    const hint = /\(Did you mean ([^)]*)\?\)/.exec(error.message)?.[1];
+    throw new CliArgumentError('bnmlp', 'command', `one of ${COMMANDS.map((c) => quote(c.name)).join(', ')}${hint ? ` (did you mean ${hint}?)` : ''}`, quote(name));
+  }
+  return found!;
 }
 
 /**

@@ -29,6 +29,7 @@ describe('resolveDataSource', () => {
     const source = resolveDataSource('bnmlp gradcheck', '--data', 'fixtures/cifar-10-tiny', { cwd: resolve(cliRoot, '..', '..') });
     expect(source).toMatchObject({ kind: 'option', dir: tinyCifarDir });
     expect(source.description).toBe(`CIFAR-10 binary data from ${tinyCifarDir} (given by --data)`);
+    expect(source.format).toBe('binary');
     const error = thrown(() => resolveDataSource('bnmlp gradcheck', '--data', tmp));
     expect(error).toBeInstanceOf(CliArgumentError);
     expect([error.op, error.argument, error.actual]).toEqual(['bnmlp gradcheck', '--data', `'${tmp}'`]);

@@ -8,6 +8,8 @@ import {
 import { MiniBatcher, findInAncestors, isFile } from '@bnmlp/trainer';
 import { CliArgumentError, quote } from '../errors.js';
 import { formatFlags, parseFlags, type FlagSpec } from '../options.js';
+import { formatTrainerBench, runTrainerBench } from './bench-trainer.js';
+import { formatSearchBench, runSearchBench } from './bench-search.js';
 import type { Command, CommandContext } from './command.js';
 
 /*
@@ -246,6 +248,7 @@ export const BENCH_FLAGS: readonly FlagSpec[] = [
   },
   { flag: 'torch', value: '<auto|off>', help: "run the PyTorch peer when /usr/bin/python3 has torch ('off': never)", default: 'auto' },
   { flag: 'seed', value: '<s>', help: 'seed of the data, weights and order', default: '0' },
+  { flag: 'suite', value: '<name>', help: "'core' (train step and inference vs PyTorch), 'trainer' (data reading, trainer epoch, search), or 'all'", default: 'all' },
   { flag: 'json', help: 'print one JSON document instead of the summary' },
   { flag: 'help', short: 'h', help: 'show this help' },
 ];
@@ -257,7 +260,9 @@ function parseInteger(op: string, flag: string, text: string | undefined, fallba
   return value;
 }
 
-export function parseBenchArgs(args: readonly string[]): { help: boolean; json: boolean; options: BenchOptions } {
+export type BenchSuite = 'core' | 'trainer' | 'all';
+
+export function parseBenchArgs(args: readonly string[]): { help: boolean; json: boolean; suite: BenchSuite; options: BenchOptions } {
   const op = 'bnmlp bench';
   const { values } = parseFlags(op, args, BENCH_FLAGS);
   const d = DEFAULT_BENCH_OPTIONS;
@@ -274,9 +279,12 @@ export function parseBenchArgs(args: readonly string[]): { help: boolean; json: 
   const samples = parseInteger(op, 'samples', text('samples'), d.samples, 2);
   const batch = parseInteger(op, 'batch', text('batch'), d.batch, 2);
   if (batch > samples) throw new CliArgumentError(op, '--batch', `at most --samples (${samples})`, String(batch));
+  const suite = (text('suite') ?? 'all') as BenchSuite;
+  if (!['core', 'trainer', 'all'].includes(suite)) throw new CliArgumentError(op, '--suite', "'core', 'trainer' or 'all'", quote(suite));
   return {
     help: values.help === true,
     json: values.json === true,
+    suite,
     options: {
       samples, batch, hidden, backend, kernels, torch,
       epochs: parseInteger(op, 'epochs', text('epochs'), d.epochs, 1),
@@ -296,6 +304,10 @@ export function benchHelp(): string {
     '(../shared/bench/torch_mlp_epoch.py --threads 1) in the same run for the ratio. Figures vary',
     'with machine load: compare ratios within one run and repeat.',
     '',
+    "The trainer suite adds: reading and standardising a full-size CIFAR-10 binary set (60,000",
+    'generated images), the memory the standardised splits hold, a trainer epoch beside the bare',
+    'train steps on the same data, and a search of 8 short trials on 1 and on 2 worker processes.',
+    '',
     'Options:',
     formatFlags(BENCH_FLAGS),
     '',
@@ -312,8 +324,12 @@ export const benchCommand: Command = {
       context.stdout(benchHelp());
       return 0;
     }
-    const result = await runBench(parsed.options, context.progress);
-    context.stdout(parsed.json ? `${JSON.stringify(result, null, 2)}\n` : formatBench(result));
+    const core = parsed.suite === 'trainer' ? null : await runBench(parsed.options, context.progress);
+    const o = parsed.options;
+    const trainer = parsed.suite === 'core' ? null : await runTrainerBench({ epochs: Math.max(3, o.epochs), batch: o.batch, hidden: o.hidden, seed: o.seed, recordsPerFile: 10_000 }, context.progress);
+    const search = parsed.suite === 'core' ? null : await runSearchBench({ trials: 8, seed: o.seed }, context.progress);
+    if (parsed.json) context.stdout(`${JSON.stringify(parsed.suite === 'core' ? core : { core, trainer, search }, null, 2)}\n`);
+    else context.stdout([core ? formatBench(core) : '', trainer ? `${formatTrainerBench(trainer)}\n` : '', search ? `${formatSearchBench(search)}\n` : ''].join(''));
     return 0;
   },
 };

@@ -5,8 +5,10 @@ import { runCli } from '../cli.js';
 import { CliArgumentError, CliDependencyError } from '../errors.js';
 import { tinyCifarDir } from '../test-support/paths.js';
 import {
+  CORE_GRADIENT_TOLERANCE,
   DEFAULT_GRADCHECK_OPTIONS,
   GRADCHECK_FLAGS,
+  coreGradients,
   formatGradcheckReport,
   loadReference,
   parseGradcheckArgs,
@@ -206,14 +208,16 @@ describe('bnmlp gradcheck arguments', () => {
       'max-entries': ['11', 11],
       step: ['1e-5', 1e-5],
       tolerance: ['1e-4', 1e-4],
+      impl: ['core', 'core'],
+      backend: ['cpu', 'cpu'],
     };
     const valued = GRADCHECK_FLAGS.filter((f) => f.value).map((f) => f.flag);
     expect(valued.sort()).toEqual(Object.keys(samples).sort());
-    const parsed = parseGradcheckArgs(Object.entries(samples).flatMap(([flag, [text]]) => [`--${flag}`, text]));
-    expect(parsed.options).toEqual({
-      data: tinyCifarDir, dims: 7, batch: 3, hidden: 5, layers: [2, 4], lambda: 0.5, seed: 9,
-      mode: 'directional', directions: 2, maxEntries: 11, step: 1e-5, tolerance: 1e-4,
-    });
+    const args = (skip: string[]) => Object.entries(samples).filter(([flag]) => !skip.includes(flag)).flatMap(([flag, [text]]) => [`--${flag}`, text]);
+    const common = { data: tinyCifarDir, dims: 7, batch: 3, hidden: 5, layers: [2, 4], lambda: 0.5, seed: 9, mode: 'directional', directions: 2, maxEntries: 11, step: 1e-5 };
+    // --backend goes with --impl core only, and --impl core fixes the tolerance.
+    expect(parseGradcheckArgs(args(['impl', 'backend'])).options).toEqual({ ...common, tolerance: 1e-4, impl: 'reference', backend: 'auto' });
+    expect(parseGradcheckArgs(args(['tolerance'])).options).toEqual({ ...common, tolerance: CORE_GRADIENT_TOLERANCE.relative, impl: 'core', backend: 'cpu' });
     expect(parseGradcheckArgs([]).options).toEqual(DEFAULT_GRADCHECK_OPTIONS);
     expect(parseGradcheckArgs(['--json']).json).toBe(true);
     expect(parseGradcheckArgs(['-h']).help).toBe(true);
@@ -245,5 +249,89 @@ describe('bnmlp gradcheck arguments', () => {
     expect(w1).toMatchObject({ name: 'W1', shape: [20, 8], evaluated: 160, passed: true });
     expect(Object.keys(w1.worst).sort()).toEqual(['analytic', 'diff', 'index', 'numeric', 'relativeError']);
     expect(doc.summary.rows).toBe(doc.configurations.reduce((a: number, c: { parameters: unknown[] }) => a + c.parameters.length, 0));
+  });
+});
+
+describe('bnmlp gradcheck --impl core', () => {
+  const small = ['--data', tinyCifarDir, '--dims', '10', '--batch', '6', '--layers', '2,3'];
+
+  it("passes on the fixture: @bnmlp/core's float32 gradients against float64 differences and the reference's gradients", async () => {
+    const { out, context } = capture();
+    const status = await runCli(['gradcheck', '--impl', 'core', ...small], context);
+    expect(out.stderr).toBe('');
+    expect(status).toBe(0);
+    const text = out.stdout;
+    // The tolerance and where it is justified are stated.
+    expect(text).toContain("tolerance 0.002 × scale, scale = the parameter's largest |reference gradient entry|");
+    expect(text).toContain('packages/core/src/test-support/compare.ts');
+    expect(text).toMatch(/^float32: {2}@bnmlp\/core on (wasm|cpu|tensorflow), on the reference's weights rounded to float32/m);
+    const header = text.split('\n').find((line) => line.startsWith('configuration'))!;
+    expect(header.split(/ {2,}/)).toEqual([
+      'configuration', 'param', 'shape', 'checked', 'kinks', 'floor', 'max rel err', 'mean rel err', 'worst entry', 'vs numeric',
+      'max rel err vs ref', 'worst entry vs ref', 'vs ref', 'result',
+    ]);
+    const rows = text.split('\n').filter((line) => /^\d-layer /.test(line));
+    expect(rows).toHaveLength(52);
+    expect(rows[0]).toMatch(/^2-layer no BN λ=0 +W1 +10x50 +500 +0 +\d+ +\S+ +\S+ +\[\d+,\d+\] a=\S+ n=\S+ +PASS +\S+ +\[\d+,\d+\] c=\S+ r=\S+ +PASS \(\S+ of limit\) +PASS$/);
+    // The bias before BN: exactly 0 in core and reference.
+    expect(rows.find((line) => line.startsWith('2-layer BN λ=0 ') && / b1 /.test(line))).toMatch(/analytic exactly 0, .* both exactly 0 +PASS \(0 of limit\) +PASS$/);
+    expect(text.trimEnd().split('\n').at(-1)).toMatch(/^PASS: all 52 parameter rows pass both comparisons \(8 configurations, /);
+  });
+
+  it('--json has both comparisons per parameter and the tolerance', async () => {
+    const { out, context } = capture();
+    const status = await runCli(['gradcheck', '--impl', 'core', '--backend', 'cpu', '--json', ...small, '--layers', '2'], context);
+    expect(status).toBe(0);
+    const doc = JSON.parse(out.stdout) as GradcheckReport;
+    expect(doc).toMatchObject({
+      passed: true,
+      options: { impl: 'core', backend: 'cpu', tolerance: 0.002, dims: 10, batch: 6, layers: [2] },
+      core: { backend: 'cpu', tolerance: 0.002, justification: 'packages/core/src/test-support/compare.ts (TOLERANCES.gradient)' },
+      check: { tolerance: 0.002 },
+    });
+    for (const c of doc.configurations)
+      for (const p of c.parameters) {
+        expect(p.core!.versusNumericPassed, `${c.label} ${p.name}`).toBe(true);
+        expect(p.core!.versusReference.passed, `${c.label} ${p.name}`).toBe(true);
+        expect(p.core!.versusReference.limit).toBeCloseTo(0.002 * p.core!.versusReference.scale, 15);
+        expect(p.core!.versusReference.usedOfLimit).toBeLessThan(0.1);
+        expect(p.core!.floor).toBeGreaterThanOrEqual(c.absoluteFloor);
+        expect(p.evaluated).toBe(p.shape.reduce((a, b) => a * b, 1));
+      }
+  });
+
+  it('fails with exit 1, naming the parameter, when one gradient is 1 % off (a planted bug)', async () => {
+    const planted = (model: Parameters<typeof coreGradients>[0], x: Parameters<typeof coreGradients>[1], labels: Uint8Array, lambda: number) => {
+      const gradients = coreGradients(model, x, labels, lambda);
+      return { ...gradients, W2: gradients.W2.map((v) => v * 1.01) };
+    };
+    const { out, context } = capture();
+    const status = await runCli(['gradcheck', '--impl', 'core', '--backend', 'cpu', ...small], { ...context, deps: { coreGradients: planted } });
+    expect(status).toBe(1);
+    const rows = out.stdout.split('\n').filter((line) => /^\d-layer /.test(line));
+    const failing = rows.filter((line) => / FAIL$/.test(line));
+    expect(failing).toHaveLength(8);
+    for (const line of failing) expect(line).toMatch(/^\d-layer .*λ=\S+ +W2 .* FAIL \(\d+\) .* FAIL \(\S+ of limit\) +FAIL$/);
+    for (const line of rows.filter((l) => !/ W2 /.test(l))) expect(line).toMatch(/ PASS$/);
+    expect(out.stdout.trimEnd().split('\n').at(-1)).toMatch(
+      /^FAIL: 8 of 52 parameter rows fail .*: 2-layer no BN λ=0 W2 \(vs numeric, vs ref\); 2-layer no BN λ=0\.01 W2 \(vs numeric, vs ref\); .*3-layer BN λ=0\.01 W2 \(vs numeric, vs ref\)$/,
+    );
+  });
+
+  it.each([
+    [['--impl', 'nope'], "bnmlp gradcheck: option --impl must be 'reference' or 'core', got 'nope'"],
+    [['--impl', 'core', '--tolerance', '1e-4'], "bnmlp gradcheck: option --tolerance must be left out with --impl core (float32 gradients are judged with the fixed tolerance 0.002), got '1e-4'"],
+    [['--backend', 'cpu'], "bnmlp gradcheck: option --backend must be used with --impl core only (the reference is plain float64 JavaScript), got 'cpu'"],
+    [['--impl', 'core', '--backend', 'gpu'], "bnmlp gradcheck: option --backend must be 'auto', 'tensorflow', 'wasm' or 'cpu', got 'gpu'"],
+  ])('%j is a usage error (exit 2)', async (args, message) => {
+    const { out, context } = capture();
+    const status = await runCli(['gradcheck', ...args, '--data', tinyCifarDir], context);
+    expect([status, out.stdout]).toEqual([2, '']);
+    expect(out.stderr).toBe(`${message}\n(see \`bnmlp gradcheck --help\`)\n`);
+  });
+
+  it('runGradcheck from code names the fields', async () => {
+    const error = (await rejects(runGradcheck({ data: tinyCifarDir, impl: 'nope' as never }))) as CliArgumentError;
+    expect([error.op, error.argument]).toEqual(['runGradcheck', 'impl']);
   });
 });

@@ -1,9 +1,10 @@
+import { BACKEND_NAMES, costAndGradients, disposeModel, initBackend, modelFromWeights, type BackendName, type CoreModel, type Float32Matrix, type WeightsFile } from '@bnmlp/core';
 import type * as Reference from '@bnmlp/reference';
-import { CIFAR_PIXELS, computeFeatureStats, readCifarDirectory, sliceRecords, standardizeFeatures } from '@bnmlp/trainer';
+import { CIFAR_PIXELS, computeFeatureStats, loadCifarDataset, sliceRecords, standardizeFeatures } from '@bnmlp/trainer';
 import { resolveDataSource, type DataSourceContext, type DataSourceKind } from '../data-source.js';
 import { CliArgumentError, CliDependencyError, quote } from '../errors.js';
 import { formatFlags, formatNumber, parseFlags, type FlagSpec } from '../options.js';
-import { formatTable } from '../table.js';
+import { formatTable, type Align } from '../table.js';
 import type { Command, CommandContext } from './command.js';
 
 /*
@@ -14,7 +15,45 @@ standard b = 0, γ = 1, β = 0) is checked by the reference's gradientCheck on t
 training records, reduced to the first `dims` features and standardized by the whole training
 set's mean and std. @bnmlp/reference is a devDependency (a verification tool, not shipped), so it
 is imported only when the command runs.
+
+With `impl: 'core'` (--impl core) the gradients judged are @bnmlp/core's float32 analytic ones,
+on the same network's weights rounded to float32 (reference networkToWeights(net, 'float32') →
+core modelFromWeights, and the reference reads the same file back), two ways: (a) against the
+reference's float64 centered differences on those weights (gradientCheck with `analytic`), and
+(b) against the reference's float64 analytic gradients, entry by entry. Both use the float32
+tolerance of CORE_GRADIENT_TOLERANCE below.
 */
+
+/**
+ * --impl core: the float32 tolerance, in one place. It is @bnmlp/core's own gradient limit,
+ * stated and justified in packages/core/src/test-support/compare.ts (TOLERANCES.gradient) and
+ * used the same way by packages/core/src/gradient-check.test.ts: an entry may differ from the
+ * float64 value by `relative` × the parameter's scale (its largest |reference gradient entry|).
+ * Why 2e-3: float32's unit roundoff is u = 2⁻²⁴ ≈ 6e-8; on well-conditioned batches each layer
+ * adds ~√m·u ≈ 1e-6 (m ≤ 256 terms per sum), BN's backward (ĝ − mean(ĝ) − ŝ·mean(ĝŝ)) loses a
+ * digit or two more, and the reference's own h = 1e-6 difference is off by up to 5e-5 on
+ * ill-conditioned BN; compare.ts observed ≤ 1 % of the limit used, while a wrong formula errs by
+ * ≳ 1e-1. Per entry, (a) passes when |core − numeric|/(|core| + |numeric|) ≤ `relative` or
+ * |core − numeric| ≤ `relative` × scale + the centered difference's own float64 noise
+ * (64·ε·max(1, |J|)/h); in directional mode the scale is the gradient's 2-norm (the largest
+ * derivative along a unit direction). (b) passes when max |core − reference| ≤ `relative` × scale.
+ * Not included: compare.ts's running-error bound for cancellations (its `roundingBounds`, a
+ * test-only analysis), which matters only for degenerate cases (BN layers of width 1, batches of
+ * 2 nearly equal rows, saturated softmax); standardized CIFAR features are well-conditioned.
+ */
+export const CORE_GRADIENT_TOLERANCE = {
+  relative: 2e-3,
+  source: 'packages/core/src/test-support/compare.ts (TOLERANCES.gradient)',
+} as const;
+
+export type GradcheckImpl = 'reference' | 'core';
+export const GRADCHECK_IMPLS: readonly GradcheckImpl[] = ['reference', 'core'];
+
+/** @bnmlp/core's float32 analytic gradients by parameter name (W1, b1, gamma1, …); a seam for tests. */
+export type CoreGradients = (model: CoreModel, x: Float32Matrix, labels: Uint8Array, lambda: number) => Record<string, Float32Array>;
+
+export const coreGradients: CoreGradients = (model, x, labels, lambda) =>
+  Object.fromEntries(Object.entries(costAndGradients(model, x, labels, lambda).gradients).map(([name, g]) => [name, g.values]));
 
 export type ReferenceModule = typeof Reference;
 
@@ -35,7 +74,12 @@ export interface GradcheckOptions {
   /** Entries mode: at most this many entries per parameter, drawn at random; null: every entry. */
   readonly maxEntries: number | null;
   readonly step: number;
+  /** Reference: as given (default 1e-6). Core: CORE_GRADIENT_TOLERANCE.relative, fixed. */
   readonly tolerance: number;
+  /** Whose analytic gradients are checked: @bnmlp/reference's (float64) or @bnmlp/core's (float32). */
+  readonly impl: GradcheckImpl;
+  /** impl 'core': the TensorFlow.js backend ('auto': tensorflow, else wasm, else cpu). */
+  readonly backend: BackendName | 'auto';
 }
 
 export const DEFAULT_GRADCHECK_OPTIONS: GradcheckOptions = {
@@ -51,10 +95,12 @@ export const DEFAULT_GRADCHECK_OPTIONS: GradcheckOptions = {
   maxEntries: null,
   step: 1e-6,
   tolerance: 1e-6,
+  impl: 'reference',
+  backend: 'auto',
 };
 
 type OptionKey = keyof GradcheckOptions;
-type Kind = 'int' | 'number' | 'list' | 'mode' | 'path';
+type Kind = 'int' | 'number' | 'list' | 'mode' | 'path' | 'choice';
 
 interface OptionRule {
   readonly flag: string;
@@ -106,6 +152,15 @@ const RULES: { readonly [K in OptionKey]: OptionRule } = {
     flag: 'tolerance', kind: 'number', value: '<t>', help: 'largest relative error accepted per entry',
     expected: 'a finite number > 0', ok: (v) => isNumber(v, true),
   },
+  impl: {
+    flag: 'impl', kind: 'choice', value: '<impl>',
+    help: `whose analytic gradients: 'reference' (float64) or 'core' (@bnmlp/core's float32, judged with tolerance ${CORE_GRADIENT_TOLERANCE.relative} of each parameter's largest entry)`,
+    expected: "'reference' or 'core'", ok: (v) => GRADCHECK_IMPLS.includes(v as GradcheckImpl),
+  },
+  backend: {
+    flag: 'backend', kind: 'choice', value: '<name>', help: "--impl core: 'auto', 'tensorflow', 'wasm' or 'cpu'",
+    expected: "'auto', 'tensorflow', 'wasm' or 'cpu'", ok: (v) => v === 'auto' || BACKEND_NAMES.includes(v as BackendName),
+  },
 };
 
 const OPTION_KEYS = Object.keys(RULES) as OptionKey[];
@@ -149,6 +204,15 @@ export function resolveGradcheckOptions(input: Partial<GradcheckOptions>, naming
     }
     resolved[key] = Array.isArray(value) ? [...value] : value;
   }
+  const raw = (key: OptionKey) => (naming.raw?.[key] !== undefined ? quote(naming.raw[key]) : describeValue(input[key]));
+  if (resolved.impl === 'core') {
+    // The float32 tolerance is fixed (one place: CORE_GRADIENT_TOLERANCE); resolved options carry it.
+    if (input.tolerance !== undefined && input.tolerance !== CORE_GRADIENT_TOLERANCE.relative)
+      throw new CliArgumentError(naming.op, naming.argument('tolerance'), `left out with ${naming.argument('impl')} core (float32 gradients are judged with the fixed tolerance ${CORE_GRADIENT_TOLERANCE.relative})`, raw('tolerance'));
+    resolved.tolerance = CORE_GRADIENT_TOLERANCE.relative;
+  } else if (input.backend !== undefined && input.backend !== DEFAULT_GRADCHECK_OPTIONS.backend) {
+    throw new CliArgumentError(naming.op, naming.argument('backend'), `used with ${naming.argument('impl')} core only (the reference is plain float64 JavaScript)`, raw('backend'));
+  }
   return resolved as unknown as GradcheckOptions;
 }
 
@@ -165,6 +229,7 @@ function convert(kind: Kind, text: string): unknown {
       return text.split(',').map(parseInteger);
     case 'mode':
     case 'path':
+    case 'choice':
       return text;
   }
 }
@@ -212,7 +277,33 @@ export interface GradcheckParameterRow {
   /** A linear layer's bias followed by batch norm: its true gradient is exactly 0. */
   readonly biasBeforeBatchNorm: boolean;
   readonly failures: number;
+  /** Reference: the centered-difference check. Core: both comparisons (`core`). */
   readonly passed: boolean;
+  /** --impl core only: the fields above are comparison (a), core against float64 centered differences; this adds (b). */
+  readonly core?: CoreParameterComparison;
+}
+
+/** --impl core, one parameter. */
+export interface CoreParameterComparison {
+  /** Comparison (a)'s absolute floor: relative × scale + the float64 difference's noise. */
+  readonly floor: number;
+  /** (a): core's float32 gradient against float64 centered differences. */
+  readonly versusNumericPassed: boolean;
+  /** (b): core's float32 gradient against the reference's float64 analytic gradient. */
+  readonly versusReference: {
+    /** Largest |reference entry|. */
+    readonly scale: number;
+    /** relative × scale. */
+    readonly limit: number;
+    readonly maxAbsError: number;
+    /** Largest |c − r| / max(1e-8, |c| + |r|) over the entries (for information: the limit is judged on the absolute error). */
+    readonly maxRelativeError: number;
+    /** maxAbsError / limit (≤ 1 passes). */
+    readonly usedOfLimit: number;
+    /** The entry with the largest |core − reference|. */
+    readonly worst: { readonly index: readonly number[]; readonly core: number; readonly reference: number; readonly diff: number; readonly relativeError: number } | null;
+    readonly passed: boolean;
+  };
 }
 
 export interface GradcheckConfiguration {
@@ -246,6 +337,14 @@ export interface GradcheckReport {
   };
   readonly network: { readonly init: string; readonly seed: number; readonly classes: number; readonly initialValues: string; readonly batchNorm: string; readonly eps: number };
   readonly check: { readonly method: string; readonly mode: 'entries' | 'directional'; readonly coverage: string; readonly h: number; readonly tolerance: number; readonly relativeError: string; readonly absoluteFloor: string };
+  /** --impl core only: the backend and the float32 tolerance the core was judged with. */
+  readonly core?: {
+    readonly backend: BackendName;
+    readonly weights: string;
+    readonly tolerance: number;
+    readonly scale: string;
+    readonly justification: string;
+  };
   readonly configurations: readonly GradcheckConfiguration[];
   readonly summary: {
     readonly configurations: number;
@@ -264,6 +363,8 @@ export interface GradcheckDependencies extends DataSourceContext {
   /** Called as each configuration starts (the CLI shows it on a terminal). */
   readonly onProgress?: (message: string) => void;
   readonly naming?: OptionNaming;
+  /** --impl core: how the core's gradients are computed (default `coreGradients`: @bnmlp/core's costAndGradients). Tests plant bugs here. */
+  readonly coreGradients?: CoreGradients;
 }
 
 /** Imports @bnmlp/reference, turning "not installed / not built" into a CliDependencyError that says what to do. */
@@ -287,6 +388,88 @@ export function configurationLabel(layers: number, batchNorm: boolean, lambda: n
   return `${layers}-layer ${batchNorm ? 'BN' : 'no BN'} λ=${formatNumber(lambda)}`;
 }
 
+function maxAbs(values: ArrayLike<number>): number {
+  let max = 0;
+  for (let i = 0; i < values.length; i++) max = Math.max(max, Math.abs(values[i]));
+  return max;
+}
+
+function norm2(values: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) sum += values[i] * values[i];
+  return Math.sqrt(sum);
+}
+
+function unflatten(shape: readonly number[], flat: number): number[] {
+  return shape.length === 2 ? [Math.floor(flat / shape[1]), flat % shape[1]] : [flat];
+}
+
+/** (b): the core's gradient against the reference's, entry by entry, held to relative × the reference's largest |entry|. */
+export function compareWithReference(shape: readonly number[], core: ArrayLike<number>, reference: ArrayLike<number>): CoreParameterComparison['versusReference'] {
+  const scale = maxAbs(reference);
+  const limit = CORE_GRADIENT_TOLERANCE.relative * scale;
+  let maxAbsError = 0;
+  let maxRelativeError = 0;
+  let worstIndex = -1;
+  for (let i = 0; i < reference.length; i++) {
+    const diff = Math.abs(core[i] - reference[i]);
+    // NaN anywhere is the worst possible entry.
+    const counted = Number.isNaN(diff) ? Infinity : diff;
+    if (counted > maxAbsError || worstIndex < 0) {
+      maxAbsError = counted;
+      worstIndex = i;
+    }
+    maxRelativeError = Math.max(maxRelativeError, Number.isNaN(diff) ? Infinity : diff / Math.max(1e-8, Math.abs(core[i]) + Math.abs(reference[i])));
+  }
+  const worst =
+    worstIndex < 0
+      ? null
+      : {
+          index: unflatten(shape, worstIndex),
+          core: core[worstIndex],
+          reference: reference[worstIndex],
+          diff: maxAbsError,
+          relativeError: Number.isFinite(maxAbsError) ? maxAbsError / Math.max(1e-8, Math.abs(core[worstIndex]) + Math.abs(reference[worstIndex])) : Infinity,
+        };
+  return { scale, limit, maxAbsError, maxRelativeError, usedOfLimit: maxAbsError === 0 ? 0 : maxAbsError / limit, worst, passed: maxAbsError <= limit };
+}
+
+/**
+ * One configuration with --impl core: the network's weights rounded to float32 and loaded into
+ * @bnmlp/core, whose float32 gradients are checked (a) by the reference's centered differences on
+ * the same weights, one parameter at a time (each with its own floor), and (b) against the
+ * reference's analytic gradients.
+ */
+function checkCore(
+  reference: ReferenceModule, net: Reference.Network, features: Float32Matrix, x: Reference.Matrix, labels: Uint8Array, lambda: number,
+  options: GradcheckOptions, checkOptions: Reference.GradientCheckOptions, gradientsOf: CoreGradients,
+): { cost: number; float64Floor: number; parameters: Array<{ check: Reference.ParameterCheck; comparison: CoreParameterComparison }> } {
+  const weights = reference.networkToWeights(net, 'float32');
+  const net32 = reference.networkFromWeights(weights);
+  const model = modelFromWeights(weights as unknown as WeightsFile);
+  let analytic: Record<string, Float32Array>;
+  try {
+    analytic = gradientsOf(model, features, labels, lambda);
+  } finally {
+    disposeModel(model);
+  }
+  const exact = reference.costAndGradients(net32, x, labels, lambda);
+  const float64Floor = (64 * Number.EPSILON * Math.max(1, Math.abs(exact.cost))) / options.step;
+  const parameters = reference.parameters(net32).map((p) => {
+    const referenceGradient = reference.gradientOf(exact.gradients, p);
+    const coreGradient = analytic[p.name];
+    if (!coreGradient || coreGradient.length !== referenceGradient.length)
+      throw new Error(`@bnmlp/core returned ${coreGradient ? `${coreGradient.length} values` : 'no gradient'} for ${p.name}, expected ${referenceGradient.length}`);
+    const scale = options.mode === 'directional' ? norm2(referenceGradient) : maxAbs(referenceGradient);
+    const floor = CORE_GRADIENT_TOLERANCE.relative * scale + float64Floor;
+    const report = reference.gradientCheck(net32, x, labels, lambda, { ...checkOptions, analytic: { [p.name]: coreGradient }, only: [p.name], absoluteFloor: floor });
+    const check = report.parameters[0];
+    const versusReference = compareWithReference(p.shape, coreGradient, referenceGradient);
+    return { check, comparison: { floor, versusNumericPassed: check.passed, versusReference } };
+  });
+  return { cost: exact.cost, float64Floor, parameters };
+}
+
 /** Runs every configuration and returns the whole report; a failing check is reported, not thrown. */
 export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: GradcheckDependencies = {}): Promise<GradcheckReport> {
   const started = performance.now();
@@ -294,13 +477,14 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
   const options = resolveGradcheckOptions(input, naming);
   const reference = await loadReference(naming.op, deps.importReference);
   const source = resolveDataSource(naming.op, naming.argument('data'), options.data, deps);
-  const { train, classNames } = readCifarDirectory(source.dir, { test: null });
+  const { train, classNames } = loadCifarDataset(source.dir, { test: false });
   if (options.batch > train.count)
     throw new CliArgumentError(naming.op, naming.argument('batch'), `at most ${train.count} (the training records in ${source.dir})`, String(options.batch));
   const stats = computeFeatureStats(train, { dims: options.dims });
   const batch = sliceRecords(train, 0, options.batch);
   const features = standardizeFeatures(batch, stats);
   const x = { rows: features.rows, cols: features.cols, data: Float64Array.from(features.data) };
+  const backend = options.impl === 'core' ? (await initBackend(options.backend)).name : null;
 
   const lambdas = [...new Set([0, options.lambda])];
   const configurations: GradcheckConfiguration[] = [];
@@ -316,15 +500,15 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
           { kind: 'he' },
           reference.createPrng(options.seed),
         );
-        const check = reference.gradientCheck(net, x, batch.labels, lambda, {
+        const checkOptions: Reference.GradientCheckOptions = {
           h: options.step,
           tolerance: options.tolerance,
           mode: options.mode,
           directions: options.directions,
           seed: options.seed,
           ...(options.maxEntries === null ? {} : { maxEntriesPerParameter: options.maxEntries }),
-        });
-        const parameters = check.parameters.map((p): GradcheckParameterRow => {
+        };
+        const row = (p: Reference.ParameterCheck, core?: CoreParameterComparison): GradcheckParameterRow => {
           const match = /^b(\d+)$/.exec(p.name);
           return {
             name: p.name,
@@ -339,15 +523,31 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
             maxAbsNumeric: p.maxAbsNumeric,
             biasBeforeBatchNorm: batchNorm && match !== null && Number(match[1]) < layers,
             failures: p.failures,
-            passed: p.passed,
+            passed: core ? core.versusNumericPassed && core.versusReference.passed : p.passed,
+            ...(core ? { core } : {}),
           };
-        });
+        };
+        if (options.impl === 'reference') {
+          const check = reference.gradientCheck(net, x, batch.labels, lambda, checkOptions);
+          const parameters = check.parameters.map((p) => row(p));
+          configurations.push({
+            label, layers, hiddenDims, batchNorm, lambda,
+            cost: check.cost,
+            absoluteFloor: check.absoluteFloor,
+            seconds: (performance.now() - t0) / 1000,
+            passed: check.passed,
+            parameters,
+          });
+          continue;
+        }
+        const core = checkCore(reference, net, features, x, batch.labels, lambda, options, checkOptions, deps.coreGradients ?? coreGradients);
+        const parameters = core.parameters.map(({ check, comparison }) => row(check, comparison));
         configurations.push({
           label, layers, hiddenDims, batchNorm, lambda,
-          cost: check.cost,
-          absoluteFloor: check.absoluteFloor,
+          cost: core.cost,
+          absoluteFloor: core.float64Floor,
           seconds: (performance.now() - t0) / 1000,
-          passed: check.passed,
+          passed: parameters.every((p) => p.passed),
           parameters,
         });
       }
@@ -382,7 +582,10 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
       eps: reference.DEFAULT_CONFIG.eps,
     },
     check: {
-      method: "centered differences in float64 against @bnmlp/reference's analytic gradients (gradientCheck)",
+      method:
+        options.impl === 'core'
+          ? "@bnmlp/core's float32 analytic gradients against (a) float64 centered differences (@bnmlp/reference gradientCheck) and (b) @bnmlp/reference's float64 analytic gradients, on the same float32 weights"
+          : "centered differences in float64 against @bnmlp/reference's analytic gradients (gradientCheck)",
       mode: options.mode,
       coverage:
         options.mode === 'directional'
@@ -393,8 +596,25 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
       h: options.step,
       tolerance: options.tolerance,
       relativeError: '|a - n| / max(1e-8, |a| + |n|)',
-      absoluteFloor: '64 * eps_machine * max(1, |J|) / h: entries differing by no more than this pass as rounding noise',
+      absoluteFloor:
+        options.impl === 'core'
+          ? `${CORE_GRADIENT_TOLERANCE.relative} * scale + 64 * eps_machine * max(1, |J|) / h, per parameter: entries differing by no more than this pass as float32 rounding`
+          : '64 * eps_machine * max(1, |J|) / h: entries differing by no more than this pass as rounding noise',
     },
+    ...(backend === null
+      ? {}
+      : {
+          core: {
+            backend,
+            weights: "the reference network's, rounded to float32 through the weights format (networkToWeights(net, 'float32') → @bnmlp/core modelFromWeights; the reference reads the same file)",
+            tolerance: CORE_GRADIENT_TOLERANCE.relative,
+            scale:
+              options.mode === 'directional'
+                ? "(a) the 2-norm of the parameter's reference gradient; (b) its largest |entry|"
+                : "the parameter's largest |reference gradient entry|",
+            justification: CORE_GRADIENT_TOLERANCE.source,
+          },
+        }),
     configurations,
     summary: {
       configurations: configurations.length,
@@ -416,6 +636,13 @@ function worstCell(row: GradcheckParameterRow): string {
   return `[${row.worst.index.join(',')}] a=${sci(row.worst.analytic, 6)} n=${sci(row.worst.numeric, 6)}`;
 }
 
+function referenceWorstCell(row: GradcheckParameterRow): string {
+  const b = row.core?.versusReference;
+  if (!b?.worst) return '-';
+  if (b.maxAbsError === 0) return row.analyticExactlyZero ? 'both exactly 0' : 'identical';
+  return `[${b.worst.index.join(',')}] c=${sci(b.worst.core, 6)} r=${sci(b.worst.reference, 6)}`;
+}
+
 /** The human-readable report: settings, one table row per (configuration, parameter), a summary line. */
 export function formatGradcheckReport(report: GradcheckReport): string {
   const { options: o, data, check, network, summary } = report;
@@ -428,31 +655,62 @@ export function formatGradcheckReport(report: GradcheckReport): string {
     `features: the first ${data.features.dims} of ${data.features.of}, ${data.features.preprocessing}`,
     `networks: hidden width ${o.hidden}, He init (seed ${network.seed}), b = 0, gamma = 1, beta = 0; BN with affine gamma/beta, eps ${formatNumber(network.eps)}, batch statistics`,
     `check:    ${check.mode} mode, ${check.coverage}; h = ${formatNumber(check.h)}, tolerance ${formatNumber(check.tolerance)} on ${check.relativeError}`,
-    `          "floor": entries within the rounding floor 64*eps*max(1,|J|)/h (${floorRange} here): they pass and are left out of max and mean rel err`,
-    '',
   ];
-  const headers = ['configuration', 'param', 'shape', 'checked', 'kinks', 'floor', 'max rel err', 'mean rel err', 'worst entry', 'result'];
+  if (report.core) {
+    const t = formatNumber(report.core.tolerance);
+    lines.push(
+      `float32:  @bnmlp/core on ${report.core.backend}, on the reference's weights rounded to float32; tolerance ${t} × scale, scale = ${report.core.scale}`,
+      `          (@bnmlp/core's gradient limit, justified in ${report.core.justification})`,
+      `          vs numeric: (a) core against float64 centered differences: an entry passes at rel err <= ${t} or within the floor`,
+      `          vs ref:     (b) core against the reference's float64 analytic gradient: max |core - ref| <= ${t} × scale ("x of limit" is the fraction used)`,
+      `          "floor": ${t} × scale + the difference's float64 noise 64*eps*max(1,|J|)/h (${floorRange} here): entries within it pass and are left out of max and mean rel err`,
+    );
+  } else {
+    lines.push(`          "floor": entries within the rounding floor 64*eps*max(1,|J|)/h (${floorRange} here): they pass and are left out of max and mean rel err`);
+  }
+  lines.push('');
+  const core = report.core !== undefined;
+  const headers = ['configuration', 'param', 'shape', 'checked', 'kinks', 'floor', 'max rel err', 'mean rel err', 'worst entry', core ? 'vs numeric' : 'result'];
+  const align: Align[] = ['left', 'left', 'left', 'right', 'right', 'right', 'right', 'right', 'left', 'left'];
+  if (core) {
+    headers.push('max rel err vs ref', 'worst entry vs ref', 'vs ref', 'result');
+    align.push('right', 'left', 'left', 'left');
+  }
   const rows = report.configurations.flatMap((c) =>
-    c.parameters.map((p) => [
-      c.label,
-      p.name,
-      p.shape.join('x'),
-      String(p.evaluated),
-      String(p.skippedKinks),
-      String(p.belowFloor),
-      sci(p.maxRelativeError),
-      sci(p.meanRelativeError),
-      worstCell(p),
-      p.passed ? 'PASS' : `FAIL (${p.failures})`,
-    ]),
+    c.parameters.map((p) => {
+      const cells = [
+        c.label,
+        p.name,
+        p.shape.join('x'),
+        String(p.evaluated),
+        String(p.skippedKinks),
+        String(p.belowFloor),
+        sci(p.maxRelativeError),
+        sci(p.meanRelativeError),
+        worstCell(p),
+      ];
+      if (!p.core) return [...cells, p.passed ? 'PASS' : `FAIL (${p.failures})`];
+      const b = p.core.versusReference;
+      return [
+        ...cells,
+        p.core.versusNumericPassed ? 'PASS' : `FAIL (${p.failures})`,
+        sci(b.maxRelativeError),
+        referenceWorstCell(p),
+        `${b.passed ? 'PASS' : 'FAIL'} (${b.usedOfLimit === 0 ? '0' : sci(b.usedOfLimit, 1)} of limit)`,
+        p.passed ? 'PASS' : 'FAIL',
+      ];
+    }),
   );
-  lines.push(formatTable(headers, rows, ['left', 'left', 'left', 'right', 'right', 'right', 'right', 'right', 'left', 'left']), '');
+  lines.push(formatTable(headers, rows, align), '');
   const counts = `${summary.configurations} configurations, ${summary.entriesEvaluated} entries evaluated, ${summary.kinksSkipped} kinks skipped, ${summary.belowFloor} within the floor`;
   const time = `${summary.seconds.toFixed(1)} s`;
+  const both = core ? ' both comparisons' : '';
   if (report.passed) {
-    lines.push(`PASS: all ${summary.rows} parameter rows pass (${counts}) in ${time}`);
+    lines.push(`PASS: all ${summary.rows} parameter rows pass${both} (${counts}) in ${time}`);
   } else {
-    const failed = report.configurations.flatMap((c) => c.parameters.filter((p) => !p.passed).map((p) => `${c.label} ${p.name}`));
+    const which = (p: GradcheckParameterRow) =>
+      !p.core ? '' : ` (${[p.core.versusNumericPassed ? '' : 'vs numeric', p.core.versusReference.passed ? '' : 'vs ref'].filter(Boolean).join(', ')})`;
+    const failed = report.configurations.flatMap((c) => c.parameters.filter((p) => !p.passed).map((p) => `${c.label} ${p.name}${which(p)}`));
     lines.push(`FAIL: ${summary.failedRows} of ${summary.rows} parameter rows fail (${counts}) in ${time}: ${failed.join('; ')}`);
   }
   return `${lines.join('\n')}\n`;
@@ -468,6 +726,11 @@ function gradcheckHelp(): string {
     'first --batch training records, reduced to the first --dims features and standardized by the',
     "training set's mean and std. Prints one row per (configuration, parameter) and a summary line, and",
     'says which data it used. Needs @bnmlp/reference (a devDependency: run it from a bnmlp checkout).',
+    '',
+    "--impl core checks @bnmlp/core's float32 gradients instead, on the same weights rounded to float32,",
+    '(a) against the float64 centered differences and (b) against the reference\'s float64 analytic',
+    `gradients, each entry within ${formatNumber(CORE_GRADIENT_TOLERANCE.relative)} × the parameter's largest |gradient| (@bnmlp/core's own limit,`,
+    `justified in ${CORE_GRADIENT_TOLERANCE.source}); the table gains columns for (b).`,
     '',
     'Options:',
     formatFlags(GRADCHECK_FLAGS),

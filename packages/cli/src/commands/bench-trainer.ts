@@ -1,0 +1,142 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createModel, createMomentumState, disposeModel, disposeMomentumState, trainStep } from '@bnmlp/core';
+import { CIFAR_PIXELS, CIFAR_RECORD_BYTES, MiniBatcher, parseTrainConfig, prepareData, trainNetwork, type PreparedData } from '@bnmlp/trainer';
+
+/*
+The trainer's figures for `bnmlp bench`: reading and standardising a full-size CIFAR-10 binary set
+(60,000 generated images, the official file sizes), the memory the standardised training split
+holds, and a trainer epoch (shuffle, batch gather, steps, divergence checks; evaluation excluded)
+beside the core's bare train steps over the same data, interleaved, medians. Figures, not tests.
+*/
+
+export interface TrainerBenchOptions {
+  readonly epochs: number;
+  readonly batch: number;
+  readonly hidden: readonly number[];
+  readonly seed: number;
+  /** Records per generated file (10,000 = official). */
+  readonly recordsPerFile: number;
+}
+
+export interface TrainerBenchResult {
+  readonly images: number;
+  readonly readSeconds: { readonly median: number; readonly runs: readonly number[] };
+  /** RSS growth while preparing the data (float32 splits held), and the bytes of the float32 arrays themselves. */
+  readonly preparedRssBytes: number;
+  readonly preparedArrayBytes: number;
+  readonly bareEpochSeconds: number;
+  readonly trainerEpochSeconds: number;
+  /** trainer / bare − 1. */
+  readonly trainerOverhead: number;
+  readonly stepsPerEpoch: number;
+  readonly peakRssBytes: number;
+}
+
+/** Writes a CIFAR-10 binary set of generated images: data_batch_1..5, test_batch, batches.meta.txt. */
+export function writeFullSizeSet(dir: string, recordsPerFile: number, seed: number): void {
+  mkdirSync(dir, { recursive: true });
+  let state = (seed ^ 0x2545f491) >>> 0 || 1;
+  for (const name of ['data_batch_1', 'data_batch_2', 'data_batch_3', 'data_batch_4', 'data_batch_5', 'test_batch']) {
+    // Random pixel bytes (xorshift32, 4 at a time), then the label byte of every record.
+    const words = new Uint32Array(Math.ceil((recordsPerFile * CIFAR_RECORD_BYTES) / 4));
+    for (let i = 0; i < words.length; i++) {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      words[i] = state >>> 0;
+    }
+    const bytes = new Uint8Array(words.buffer, 0, recordsPerFile * CIFAR_RECORD_BYTES);
+    for (let r = 0; r < recordsPerFile; r++) bytes[r * CIFAR_RECORD_BYTES] = r % 10;
+    writeFileSync(join(dir, `${name}.bin`), bytes);
+  }
+  writeFileSync(join(dir, 'batches.meta.txt'), 'airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n');
+}
+
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function gc(): void {
+  (globalThis as { gc?: () => void }).gc?.();
+}
+
+async function bareEpoch(data: PreparedData, options: TrainerBenchOptions): Promise<number> {
+  const model = createModel({ inputDim: CIFAR_PIXELS, hiddenDims: options.hidden, classes: 10, batchNorm: true }, { seed: options.seed });
+  const state = createMomentumState(model);
+  try {
+    const batcher = new MiniBatcher(data.train, options.batch, options.seed, { keepRemainder: true, minBatchRows: 2 });
+    const started = performance.now();
+    batcher.shuffle();
+    for (let i = 0; i < batcher.batchesPerEpoch; i++) {
+      const b = batcher.batch(i);
+      trainStep(model, state, b.x, b.labels, { lambda: 1e-4, learningRate: 0.01, momentum: 0.8 });
+    }
+    return (performance.now() - started) / 1000;
+  } finally {
+    disposeModel(model);
+    disposeMomentumState(state);
+  }
+}
+
+export async function runTrainerBench(options: TrainerBenchOptions, onProgress: (message: string) => void = () => {}): Promise<TrainerBenchResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'bnmlp-bench-data-'));
+  try {
+    onProgress(`writing a full-size CIFAR-10 binary set (${6 * options.recordsPerFile} generated images)`);
+    writeFullSizeSet(dir, options.recordsPerFile, options.seed);
+    const config = parseTrainConfig({ network: { hiddenDims: options.hidden }, optimizer: { learningRate: 0.01, lambda: 1e-4 }, epochs: 1, batchSize: options.batch, seed: options.seed, data: { validationCount: 0 } });
+    const readRuns: number[] = [];
+    let data: PreparedData | null = null;
+    let preparedRssBytes = 0;
+    for (let run = 0; run < 3; run++) {
+      onProgress(`reading and standardising it (${run + 1} of 3)`);
+      data = null;
+      gc();
+      const before = process.memoryUsage().rss;
+      const started = performance.now();
+      data = prepareData(config.data, dir, options.seed);
+      readRuns.push((performance.now() - started) / 1000);
+      gc();
+      preparedRssBytes = Math.max(preparedRssBytes, process.memoryUsage().rss - before);
+    }
+    const prepared = data!;
+    const preparedArrayBytes = [prepared.train, prepared.validation, prepared.test].reduce((sum, s) => sum + (s ? s.x.data.byteLength + s.labels.byteLength : 0), 0);
+    const bare: number[] = [];
+    const trainer: number[] = [];
+    let stepsPerEpoch = 0;
+    for (let e = 0; e < options.epochs; e++) {
+      onProgress(`epoch ${e + 1} of ${options.epochs}: bare train steps`);
+      bare.push(await bareEpoch(prepared, options));
+      onProgress(`epoch ${e + 1} of ${options.epochs}: trainer epoch`);
+      const outcome = await trainNetwork(config, { ...prepared, validation: null, test: null });
+      disposeModel(outcome.model);
+      trainer.push(outcome.history[0].stepSeconds);
+      stepsPerEpoch = outcome.history[0].steps;
+    }
+    const bareEpochSeconds = median(bare);
+    const trainerEpochSeconds = median(trainer);
+    return {
+      images: 6 * options.recordsPerFile,
+      readSeconds: { median: median(readRuns), runs: readRuns },
+      preparedRssBytes, preparedArrayBytes,
+      bareEpochSeconds, trainerEpochSeconds, trainerOverhead: trainerEpochSeconds / bareEpochSeconds - 1,
+      stepsPerEpoch,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+
+export function formatTrainerBench(r: TrainerBenchResult): string {
+  return [
+    `trainer: read + standardise ${r.images.toLocaleString('en-US')} images (binary, official sizes): ${r.readSeconds.median.toFixed(2)} s median (${r.readSeconds.runs.map((s) => s.toFixed(2)).join(', ')})`,
+    `trainer: standardised splits held: ${mib(r.preparedArrayBytes)} of float32 arrays, RSS +${mib(r.preparedRssBytes)}`,
+    `trainer: epoch of ${r.stepsPerEpoch} steps: trainer ${r.trainerEpochSeconds.toFixed(2)} s vs bare train steps ${r.bareEpochSeconds.toFixed(2)} s (overhead ${(100 * r.trainerOverhead).toFixed(1)}%, medians)`,
+    `trainer: peak RSS ${mib(r.peakRssBytes)} (this process)`,
+  ].join('\n');
+}
