@@ -20,3 +20,4 @@ export * from './cifar-mat.js';
 export * from './cifar-layout.js';
 export * from './search.js';
 export * from './trial-executor.js';
+export * from './overfit.js';

@@ -155,3 +155,15 @@ describe('recomputePopulationStatistics (precise BN)', () => {
     }
   });
 });
+
+describe('overfitCheck', () => {
+  test('drives the training accuracy on a few images to 100% (the report sanity check)', async () => {
+    const { overfitCheck } = await import('./overfit.js');
+    const { tinyCifarDir } = await import('./test-support/paths.js');
+    const result = await overfitCheck({ network: { hiddenDims: [20] }, optimizer: { learningRate: 0.05 }, batchSize: 10, data: { dims: 200 } }, tinyCifarDir, { images: 20, epochs: 60 });
+    expect(result.images).toBe(20);
+    expect(result.history).toHaveLength(60);
+    expect(result.trainAccuracy).toBe(1);
+    expect(result.history[59].validation).toBeNull();
+  });
+});
