@@ -326,6 +326,10 @@ export const benchCommand: Command = {
     }
     const core = parsed.suite === 'trainer' ? null : await runBench(parsed.options, context.progress);
     const o = parsed.options;
+    if (parsed.suite !== 'core') {
+      await initBackend(o.backend);
+      configureWasmKernels(o.kernels);
+    }
     const trainer = parsed.suite === 'core' ? null : await runTrainerBench({ epochs: Math.max(3, o.epochs), batch: o.batch, hidden: o.hidden, seed: o.seed, recordsPerFile: 10_000 }, context.progress);
     const search = parsed.suite === 'core' ? null : await runSearchBench({ trials: 8, seed: o.seed }, context.progress);
     if (parsed.json) context.stdout(`${JSON.stringify(parsed.suite === 'core' ? core : { core, trainer, search }, null, 2)}\n`);
