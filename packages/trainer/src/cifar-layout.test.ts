@@ -7,6 +7,7 @@ import { OFFICIAL_CIFAR_PYTHON_FILES, detectCifarLayout, hashCifarFiles, loadCif
 import { CIFAR_PIXELS, locateSharedCifar, readCifarBatch, readCifarClassNames, readCifarDirectory } from './cifar.js';
 import { CifarFormatError, TrainerArgumentError } from './errors.js';
 import { fixturesDir, tinyCifarDir } from './test-support/paths.js';
+import { thrown } from './test-support/thrown.js';
 
 const pyDir = join(fixturesDir, 'cifar-10-tiny-py');
 const py3Dir = join(fixturesDir, 'cifar-10-tiny-py3');
@@ -23,14 +24,6 @@ const FIXTURES: readonly (readonly [string, string, CifarFormat, string, string]
   ['matlab', matDir, 'matlab', '.mat', 'batches.meta.mat'],
 ];
 
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 const md5 = (path: string) => createHash('md5').update(readFileSync(path)).digest('hex');

@@ -6,19 +6,12 @@ import { parseCifarMat, parseCifarMatMeta, parseMatFile, readCifarMatBatch, read
 import { CIFAR_PIXELS, readCifarBatch, readCifarClassNames } from './cifar.js';
 import { CifarFormatError, TrainerArgumentError } from './errors.js';
 import { fixturesDir, tinyCifarDir } from './test-support/paths.js';
+import { thrown } from './test-support/thrown.js';
 
 const matDir = join(fixturesDir, 'cifar-10-tiny-mat');
 const binTrain = readCifarBatch(join(tinyCifarDir, 'data_batch_1.bin'));
 const binTest = readCifarBatch(join(tinyCifarDir, 'test_batch.bin'));
 
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 /*
 A minimal MAT-file (Level 5) writer for the cases scipy does not write: other classes, the other

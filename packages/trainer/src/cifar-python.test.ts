@@ -7,6 +7,7 @@ import { parseCifarPickle, parseCifarPickleMeta, readCifarPickleBatch, readCifar
 import { CIFAR_PIXELS, readCifarBatch, readCifarClassNames } from './cifar.js';
 import { CifarFormatError, TrainerArgumentError } from './errors.js';
 import { fixturesDir, tinyCifarDir } from './test-support/paths.js';
+import { thrown } from './test-support/thrown.js';
 
 const pyDir = join(fixturesDir, 'cifar-10-tiny-py');
 const py3Dir = join(fixturesDir, 'cifar-10-tiny-py3');
@@ -14,14 +15,6 @@ const binTrain = readCifarBatch(join(tinyCifarDir, 'data_batch_1.bin'));
 const binTest = readCifarBatch(join(tinyCifarDir, 'test_batch.bin'));
 const classNames = readCifarClassNames(join(tinyCifarDir, 'batches.meta.txt'));
 
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 /** `bytes` with the first occurrence of `from` (latin1) replaced by `to` of the same length. */
 function replaced(bytes: Uint8Array, from: string, to: string): Buffer {

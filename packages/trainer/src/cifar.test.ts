@@ -23,6 +23,7 @@ import {
 } from './cifar.js';
 import { CifarFormatError, TrainerArgumentError } from './errors.js';
 import { fixturesDir, tinyCifarDir } from './test-support/paths.js';
+import { thrown } from './test-support/thrown.js';
 
 const CLASS_NAMES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
 
@@ -43,14 +44,6 @@ function dataWithFeatures(rows: readonly (readonly number[])[]): CifarData {
   return { count: rows.length, pixels, labels: new Uint8Array(rows.length), sources: ['<test>'] };
 }
 
-function thrown(fn: () => unknown): Error {
-  try {
-    fn();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected a throw');
-}
 
 let tmp: string;
 beforeAll(() => {

@@ -16,7 +16,7 @@ import {
   type DownloadOptions,
 } from './download.js';
 import { TrainerArgumentError } from './errors.js';
-import { REDIRECT_PATH, craftTarGz, startCifarHttpServer, type CifarHttpServer, type TarEntrySpec } from './test-support/cifar-http-server.js';
+import { REDIRECT_PATH, batchBytes, craftTarGz, startCifarHttpServer, type CifarHttpServer, type TarEntrySpec } from './test-support/cifar-http-server.js';
 
 const BATCHES = 'cifar-10-batches-bin';
 const ARCHIVE = 'cifar-10-binary.tar.gz';
@@ -26,18 +26,6 @@ const CLASS_NAMES = 'airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nsh
 const md5 = (bytes: Uint8Array) => createHash('md5').update(bytes).digest('hex');
 
 /** `records` CIFAR records with labels < 10 and pseudo-random pixels (so gzip cannot shrink them much). */
-function batchBytes(records: number, seed: number): Buffer {
-  const bytes = Buffer.alloc(records * CIFAR_RECORD_BYTES);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < bytes.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  for (let r = 0; r < records; r++) bytes[r * CIFAR_RECORD_BYTES] = (r + seed) % 10;
-  return bytes;
-}
 
 const FILES: Record<string, Buffer> = {
   'data_batch_1.bin': batchBytes(3, 1),

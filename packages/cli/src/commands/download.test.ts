@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { CIFAR_RECORD_BYTES, readCifarDirectory } from '@bnmlp/trainer';
+import { readCifarDirectory } from '@bnmlp/trainer';
 import { runCli } from '../cli.js';
 import type { CommandContext } from './command.js';
 import { DOWNLOAD_FLAGS, shellQuote } from './download.js';
@@ -27,26 +27,15 @@ interface CifarHttpServer {
 interface CifarHttpServerModule {
   startCifarHttpServer(archive: Uint8Array): Promise<CifarHttpServer>;
   craftTarGz(entries: ReadonlyArray<{ path: string; type?: 'File' | 'Directory'; body?: Uint8Array }>): Buffer;
+  batchBytes(records: number, seed: number): Buffer;
 }
 const SERVER_MODULE = '../../../trainer/src/test-support/cifar-http-server.js';
-const { craftTarGz, startCifarHttpServer } = (await import(SERVER_MODULE)) as CifarHttpServerModule;
+const { batchBytes, craftTarGz, startCifarHttpServer } = (await import(SERVER_MODULE)) as CifarHttpServerModule;
 
 const BATCHES = 'cifar-10-batches-bin';
 const CLASS_NAMES = 'airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\nhorse\nship\ntruck\n';
 
 /** `records` CIFAR records with labels < 10 and pseudo-random pixels (so gzip leaves them ~as large). */
-function batchBytes(records: number, seed: number): Buffer {
-  const bytes = Buffer.alloc(records * CIFAR_RECORD_BYTES);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < bytes.length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    bytes[i] = x & 0xff;
-  }
-  for (let r = 0; r < records; r++) bytes[r * CIFAR_RECORD_BYTES] = (r + seed) % 10;
-  return bytes;
-}
 
 const archive = craftTarGz([
   { path: `${BATCHES}/`, type: 'Directory' },

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { Header, type HeaderData } from 'tar';
+import { CIFAR_RECORD_BYTES } from '../cifar.js';
 
 /*
 A loopback HTTP server (127.0.0.1, ephemeral port) that serves one in-memory archive the way a
@@ -194,4 +195,18 @@ export function craftTarGz(entries: readonly TarEntrySpec[]): Buffer {
   }
   blocks.push(Buffer.alloc(1024));
   return gzipSync(Buffer.concat(blocks));
+}
+
+/** `records` CIFAR binary records of xorshift noise, labels (r + seed) mod 10: a batch file to serve. */
+export function batchBytes(records: number, seed: number): Buffer {
+  const bytes = Buffer.alloc(records * CIFAR_RECORD_BYTES);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < bytes.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+  for (let r = 0; r < records; r++) bytes[r * CIFAR_RECORD_BYTES] = (r + seed) % 10;
+  return bytes;
 }
