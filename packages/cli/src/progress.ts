@@ -39,7 +39,8 @@ export function trainingProgress(sink: ProgressSink, label: string): { onEvent: 
       stop: () => {},
     };
   }
-  const bar = new cliProgress.SingleBar(
+  // A MultiBar (of one bar) can print log lines above the bar without restarting it, so the ETA keeps its history.
+  const bars = new cliProgress.MultiBar(
     {
       stream: sink.terminal,
       format: `${label ? `${label} ` : ''}|{bar}| {percentage}% epoch {epoch}/{epochs} loss {loss} | ETA {eta_formatted}`,
@@ -50,30 +51,19 @@ export function trainingProgress(sink: ProgressSink, label: string): { onEvent: 
     },
     cliProgress.Presets.shades_classic,
   );
-  let started = false;
+  let bar: cliProgress.SingleBar | null = null;
   let epochs = 0;
-  let done = 0;
   return {
     onEvent: (event) => {
       if (event.kind === 'start') {
         epochs = event.epochs;
-        done = event.resumedAt ? event.resumedAt.epoch * event.stepsPerEpoch + event.resumedAt.step : 0;
-        bar.start(event.totalSteps, done, { epoch: 1, epochs, loss: '-' });
-        started = true;
-      } else if (event.kind === 'step' && started) {
-        done = event.globalStep;
-        bar.update(done, { epoch: event.epoch, loss: event.loss.toFixed(3) });
-      }
-      else if (event.kind === 'epoch-end' && started) {
-        // Keep a log line per epoch above the bar.
-        bar.stop();
-        sink.line(formatEpochLine(label, event.record, epochs));
-        bar.start(bar.getTotal(), done, { epoch: event.record.epoch, epochs, loss: '-' });
-      } else if (event.kind === 'note') sink.line(`${label ? `[${label}] ` : ''}note: ${event.message}`);
+        const done = event.resumedAt ? event.resumedAt.epoch * event.stepsPerEpoch + event.resumedAt.step : 0;
+        bar = bars.create(event.totalSteps, done, { epoch: 1, epochs, loss: '-' });
+      } else if (event.kind === 'step') bar?.update(event.globalStep, { epoch: event.epoch, loss: event.loss.toFixed(3) });
+      else if (event.kind === 'epoch-end') bars.log(`${formatEpochLine(label, event.record, epochs)}\n`);
+      else if (event.kind === 'note') bars.log(`${label ? `[${label}] ` : ''}note: ${event.message}\n`);
     },
-    stop: () => {
-      if (started) bar.stop();
-    },
+    stop: () => bars.stop(),
   };
 }
 
