@@ -141,6 +141,7 @@ describe('the report sections', () => {
     expect(JSON.parse(again.stdout)).toMatchObject({ total: 3, ran: 0 });
     const fine = bnmlp(['search', 'fine', ...fixture, '--from', 'runs/coarse', '--trials', '2', '--epochs', '1', '--workers', '1', '--name', 'fine']);
     expect(fine.status).toBe(0);
+    expect(fine.stdout).toMatch(/note: asked for 10000 training images, the data holds 32/);
     expect(fine.stdout).toMatch(/best: η/);
     expect(existsSync(join(tmp, 'runs', 'fine', 'plots', 'search-fine-scatter.png'))).toBe(true);
     expect(bnmlp(['search', 'fine', ...fixture, '--name', 'x']).stderr).toMatch(/option --from must be given for a fine search/);
@@ -163,6 +164,30 @@ describe('the report sections', () => {
     expect(stdout).toMatch(/report: runs\/repro\/report\.html/);
     const html = readFileSync(join(tmp, 'runs', 'repro', 'report.html'), 'utf8');
     for (const id of ['overfit', 'compare-bn', 'search-coarse', 'search-fine', 'best']) expect(html).toContain(`id="${id}"`);
+  });
+});
+
+describe('evaluate, download and bench through the binary', () => {
+  it('evaluate prints accuracy, per-class accuracy and the confusion matrix of a run', () => {
+    const { status, stdout } = bnmlp(['evaluate', 'runs/small', '--split', 'test']);
+    expect(status).toBe(0);
+    expect(stdout).toMatch(/accuracy \d+\.\d+%/);
+    expect(stdout).toMatch(/confusion matrix \(rows: true class, columns: predicted\)/);
+    expect(existsSync(join(tmp, 'runs', 'small', 'plots', 'confusion-test.png'))).toBe(true);
+  });
+
+  it('download without a reachable server fails with the hint, keeping nothing half-written', () => {
+    const cache = join(tmp, 'cache');
+    const { status, stderr } = bnmlp(['download', '--dir', cache, '--url', 'http://127.0.0.1:9/cifar-10-binary.tar.gz', '--quiet']);
+    expect(status).toBe(1);
+    expect(stderr).toMatch(/--data/);
+    expect(existsSync(join(cache, 'cifar-10-batches-bin'))).toBe(false);
+  });
+
+  it('bench --suite core runs on small settings', () => {
+    const { status, stdout } = bnmlp(['bench', '--suite', 'core', '--samples', '400', '--warmup', '2', '--inference', '300', '--torch', 'off', '--backend', 'cpu']);
+    expect(status).toBe(0);
+    expect(stdout).toMatch(/train step: +\d/);
   });
 });
 

@@ -114,7 +114,9 @@ export const searchCommand: Command = {
     }, context);
     if (settings.json) context.stdout(`${JSON.stringify({ dir, searchId: outcome.searchId, total: outcome.total, ran: outcome.ran, aborted: outcome.aborted, best: outcome.best, rows: outcome.rows, notes: outcome.notes }, null, 2)}\n`);
     else {
-      for (const note of outcome.notes) context.stdout(`note: ${note}\n`);
+      // What the trials said about the data (e.g. fewer images than asked for), once each.
+      const trialNotes = new Set(outcome.results.flatMap((r) => r.summary?.notes ?? []));
+      for (const note of [...outcome.notes, ...trialNotes]) context.stdout(`note: ${note}\n`);
       context.stdout(`${formatTable(SEARCH_COLUMNS, searchTableRows(outcome).map((r) => r.map(String)), ['right', 'right', 'right', 'right', 'right', 'right', 'left'])}\n`);
       const best = outcome.best ? outcome.rows[0] : null;
       if (best) context.stdout(`best: η ${best.learningRate}, λ ${best.lambda}: validation ${percent(best.validationAccuracy)}\n`);
