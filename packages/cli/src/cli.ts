@@ -41,7 +41,8 @@ export function topLevelHelp(): string {
     'Options:',
     formatFlags(TOP_LEVEL_FLAGS),
     '',
-    'Exit status: 0 success, 1 failure (a check failed or could not run), 2 usage error.',
+    'Exit status: 0 success, 1 failure (a check failed or could not run), 2 usage error, 130 stopped by Ctrl-C',
+    '(training commands write their checkpoint first and print the command that resumes).',
     '',
   ].join('\n');
 }

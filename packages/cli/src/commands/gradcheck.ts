@@ -742,7 +742,7 @@ function gradcheckHelp(): string {
 
 export const gradcheckCommand: Command = {
   name: 'gradcheck',
-  summary: "check the reference's gradients by centered differences on CIFAR-10 features",
+  summary: 'check analytic gradients (float64 reference, or --impl core) by centered differences',
   help: gradcheckHelp,
   async run(args: readonly string[], context: CommandContext): Promise<number> {
     const parsed = parseGradcheckArgs(args);
