@@ -21,3 +21,4 @@ export * from './cifar-layout.js';
 export * from './search.js';
 export * from './trial-executor.js';
 export * from './overfit.js';
+export * from './queue-executor.js';

@@ -1,11 +1,11 @@
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { existsSync, rmSync } from 'node:fs';
-import { fineRanges, readSearchResults, type SearchRanges } from '@bnmlp/trainer';
+import { DEFAULT_QUEUE_NAME, fineRanges, maskRedisUrl, parseRedisUrl, readSearchResults, REDIS_URL_ENV, TrainerArgumentError, type SearchRanges } from '@bnmlp/trainer';
 import { COMMON_FLAGS, parseCommon, parseInteger, progressSink, runFolder, shownPath, startBackend } from '../experiments/common.js';
 import { SEARCH_DEFAULTS } from '../experiments/presets.js';
 import { percent } from '../experiments/run-outputs.js';
-import { hasSearchResults, runSearchStage, SEARCH_COLUMNS, SEARCH_RESULTS, searchFigure, searchTableRows } from '../experiments/search-section.js';
+import { hasSearchResults, runSearchStage, SEARCH_COLUMNS, SEARCH_RESULTS, searchFigure, searchTableRows, type SearchQueueOptions } from '../experiments/search-section.js';
 import { writeSectionSummary } from '../experiments/sections.js';
 import { CliArgumentError, quote } from '../errors.js';
 import { formatFlags, parseFlags, type FlagSpec } from '../options.js';
@@ -26,6 +26,8 @@ export const SEARCH_FLAGS: readonly FlagSpec[] = [
   { flag: 'lambda', value: '<min,max>', help: 'λ range (log-uniform)', default: `${SEARCH_DEFAULTS.coarse.lambda.join(',')} (coarse); fine: from --from` },
   { flag: 'from', value: '<dir>', help: 'fine: a coarse search folder; the fine ranges span its best 3 trials ± 0.25 decades' },
   { flag: 'workers', value: '<n>', help: 'trials at once, each in its own process (1: in this process)', default: 'one per core' },
+  { flag: 'queue', value: '<url>', help: `run the trials on \`bnmlp worker\` processes through Redis: redis://[:password@]host:port[/db], or 'env' for $${REDIS_URL_ENV}` },
+  { flag: 'queue-name', value: '<name>', help: 'the BullMQ queue, with --queue (the workers must serve the same)', default: DEFAULT_QUEUE_NAME },
   { flag: 'epochs', value: '<n>', help: "every trial's epochs", default: '10 (coarse), 15 (fine)' },
   { flag: 'name', value: '<name>', help: 'folder under --runs-dir; an existing one with results is resumed', default: 'search-<stage>-<UTC timestamp>' },
   ...COMMON_FLAGS,
@@ -39,6 +41,27 @@ function parseRange(flag: string, text: string | boolean | undefined): { min: nu
   return { min: parts[0], max: parts[1] };
 }
 
+/** --queue: a URL, or 'env' for $BNMLP_REDIS_URL (which keeps the password out of the process list). */
+function parseQueue(values: Readonly<Record<string, string | boolean | undefined>>, env: Readonly<Record<string, string | undefined>>): (SearchQueueOptions & { queueName: string }) | null {
+  const queueName = typeof values['queue-name'] === 'string' ? values['queue-name'] : DEFAULT_QUEUE_NAME;
+  if (values.queue === undefined) {
+    if (values['queue-name'] !== undefined) throw new CliArgumentError(op, '--queue-name', 'given with --queue', 'no --queue');
+    return null;
+  }
+  if (values.workers !== undefined) throw new CliArgumentError(op, '--workers', 'left out with --queue (the workers are `bnmlp worker` processes; each has --concurrency)', quote(String(values.workers)));
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(queueName)) throw new CliArgumentError(op, '--queue-name', 'a name of letters, digits, ., _ and -', quote(queueName));
+  const fromEnv = values.queue === 'env';
+  const url = fromEnv ? env[REDIS_URL_ENV] : String(values.queue);
+  if (!url) throw new CliArgumentError(op, '--queue', `a Redis URL, or 'env' with $${REDIS_URL_ENV} set`, `'env' (and $${REDIS_URL_ENV} is not set)`);
+  try {
+    parseRedisUrl(url, fromEnv ? `$${REDIS_URL_ENV}` : '--queue');
+  } catch (error) {
+    if (error instanceof TrainerArgumentError) throw new CliArgumentError(op, fromEnv ? `$${REDIS_URL_ENV}` : '--queue', error.expected, error.actual);
+    throw error;
+  }
+  return { url, queueName };
+}
+
 function searchHelp(): string {
   return [
     'Usage: bnmlp search coarse [options]',
@@ -50,6 +73,10 @@ function searchHelp(): string {
     'training run of the 3-layer [50, 30] BN network; trials run in parallel on worker processes.',
     'Writes results.jsonl (a line per trial, as each ends), weights/, plots/ and summary.md into the',
     'folder and prints the best trials. Run the same command with the same --name to resume.',
+    '',
+    'With --queue, the trials go to a queue in Redis and run on `bnmlp worker --queue …` processes on',
+    'any machines (each checks its data against the sha256 of this search\'s files); this command',
+    'waits, then writes the same files. Stopped and run again, it collects what finished meanwhile.',
     '',
     'Options:',
     formatFlags(SEARCH_FLAGS),
@@ -76,6 +103,7 @@ export const searchCommand: Command = {
     const trials = parseInteger(op, 'trials', values.trials, stage === 'coarse' ? SEARCH_DEFAULTS.coarse.trials : SEARCH_DEFAULTS.fine.trials, 1);
     const workers = parseInteger(op, 'workers', values.workers, availableParallelism(), 1);
     const epochs = values.epochs === undefined ? undefined : parseInteger(op, 'epochs', values.epochs, 1, 1);
+    const queue = parseQueue(values, context.env ?? process.env);
     let ranges: SearchRanges;
     const eta = parseRange('eta', values.eta);
     const lambda = parseRange('lambda', values.lambda);
@@ -101,10 +129,12 @@ export const searchCommand: Command = {
     if (settings.force && existsSync(dir)) rmSync(dir, { recursive: true, force: true });
     else if (existsSync(dir) && !hasSearchResults(dir) && (values.name !== undefined))
       throw new CliArgumentError(op, '--name', 'a new folder, or one holding an earlier search to resume', quote(shownPath(dir, context)));
-    const backend = await startBackend(settings);
+    // On a queue, the trials run on the workers' backends (`bnmlp worker --backend`), not here.
+    const backend = queue ? null : await startBackend(settings);
+    const where = queue ? `on queue ${queue.queueName} (bnmlp worker processes)` : `on ${workers} worker${workers === 1 ? '' : 's'}`;
     if (!settings.quiet)
-      progressSink(context, settings).line(`${op} ${stage}: ${trials} trials on ${workers} worker${workers === 1 ? '' : 's'}, η in [${ranges.learningRate.min.toPrecision(3)}, ${ranges.learningRate.max.toPrecision(3)}], λ in [${ranges.lambda.min.toPrecision(3)}, ${ranges.lambda.max.toPrecision(3)}]; data: ${settings.data.description}; backend ${backend.name}`);
-    const outcome = await runSearchStage(dir, { stage, trials, ranges, workers, epochs }, settings, context);
+      progressSink(context, settings).line(`${op} ${stage}: ${trials} trials ${where}, η in [${ranges.learningRate.min.toPrecision(3)}, ${ranges.learningRate.max.toPrecision(3)}], λ in [${ranges.lambda.min.toPrecision(3)}, ${ranges.lambda.max.toPrecision(3)}]; data: ${settings.data.description}${backend ? `; backend ${backend.name}` : ''}`);
+    const outcome = await runSearchStage(dir, { stage, trials, ranges, workers, epochs, ...(queue ? { queue } : {}) }, settings, context);
     const figure = await searchFigure(dir, outcome, stage);
     writeSectionSummary({
       id: `search-${stage}`, title: `${stage[0].toUpperCase()}${stage.slice(1)} random search`, dir,
@@ -124,7 +154,10 @@ export const searchCommand: Command = {
       context.stdout(`${outcome.results.length} of ${outcome.total} trials recorded in ${shownPath(join(dir, SEARCH_RESULTS), context)}\n`);
     }
     if (outcome.aborted) {
-      context.stderr(`stopped; finished trials are recorded. Resume with:\n  bnmlp search ${args.filter((a) => a !== '--force').join(' ')}${values.name === undefined ? ` --name ${shownPath(dir, context).split('/').pop()}` : ''}\n`);
+      // Never a password in the output: the URL is masked (the real command is the one you typed).
+      const again = args.filter((a) => a !== '--force').map(maskRedisUrl).join(' ');
+      const onQueue = queue ? 'The trials on the queue keep running on the workers; running the search again collects them. ' : '';
+      context.stderr(`stopped; finished trials are recorded. ${onQueue}Resume with:\n  bnmlp search ${again}${values.name === undefined ? ` --name ${shownPath(dir, context).split('/').pop()}` : ''}\n`);
       return 130;
     }
     return outcome.best ? 0 : 1;

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  fineRanges, InProcessExecutor, LocalProcessExecutor, readSearchResults, runSearch,
+  dataChecksumsFor, fineRanges, InProcessExecutor, LocalProcessExecutor, QueueExecutor, readSearchResults, runSearch,
   type SearchOutcome, type SearchRanges, type TrainConfigInput, type TrialExecutor,
 } from '@bnmlp/trainer';
 import { countProgress } from '../progress.js';
@@ -15,9 +15,11 @@ import type { CommandContext } from '../commands/command.js';
 
 /*
 The report's random searches over η and λ (log-uniform), coarse then fine, each trial a full
-training run, run in parallel on worker processes (trainer's LocalProcessExecutor) or in this
-process with one worker. A stage's folder holds results.jsonl (one trial a line, appended as each
-ends), weights/ and plots/; running the same stage again in the same folder resumes it.
+training run, run in parallel on worker processes (trainer's LocalProcessExecutor), in this
+process with one worker, or on `bnmlp worker` processes anywhere through a queue in Redis
+(trainer's QueueExecutor, `--queue`). A stage's folder holds results.jsonl (one trial a line,
+appended as each ends), weights/ and plots/; running the same stage again in the same folder
+resumes it.
 */
 
 export const SEARCH_RESULTS = 'results.jsonl';
@@ -29,8 +31,40 @@ export interface SearchStageOptions {
   /** Worker processes; 1 runs trials in this process. */
   readonly workers: number;
   readonly epochs?: number;
-  /** An executor to use instead (a queue); the caller closes it. */
+  /** An executor to use instead; the caller closes it. */
   readonly executor?: TrialExecutor;
+  /** Run the trials on a BullMQ queue in Redis (`bnmlp worker` processes) instead of worker processes here. */
+  readonly queue?: SearchQueueOptions;
+}
+
+export interface SearchQueueOptions {
+  /** redis://[:password@]host:port[/db] */
+  readonly url: string;
+  readonly queueName?: string;
+}
+
+/**
+ * The queue's executor, connected (a wrong URL or password fails here, before anything is
+ * enqueued). Every job carries the sha256 of the data files this search reads, so a worker whose
+ * data differs refuses its trials; notes (reattaching, no worker yet, a refusal) go to the output.
+ */
+async function queueExecutor(queue: SearchQueueOptions, base: TrainConfigInput, stage: string, settings: CommonSettings, context: CommandContext): Promise<QueueExecutor> {
+  const sink = progressSink(context, settings);
+  const executor = new QueueExecutor({
+    url: queue.url, queueName: queue.queueName, dataChecksums: dataChecksumsFor(base, settings.data.dir),
+    onNote: (message) => {
+      if (!settings.quiet) sink.line(`search ${stage}: note: ${message}`);
+    },
+  });
+  try {
+    const status = await executor.connect();
+    if (!settings.quiet)
+      sink.line(`search ${stage}: queue ${status.queueName} at ${status.url} (Redis ${status.redisVersion}), ${status.workers} worker${status.workers === 1 ? '' : 's'} connected`);
+    return executor;
+  } catch (error) {
+    await executor.close();
+    throw error;
+  }
 }
 
 /** The stage's preset; validation is 1,000 images, or a fifth of a smaller data set. */
@@ -42,13 +76,18 @@ export function stageBaseConfig(stage: 'coarse' | 'fine', settings: CommonSettin
 
 /** One stage, with a bar over all trials (plain lines when not a terminal). */
 export async function runSearchStage(dir: string, options: SearchStageOptions, settings: CommonSettings, context: CommandContext): Promise<SearchOutcome> {
+  const baseConfig = stageBaseConfig(options.stage, settings, options.epochs);
+  // The queue is connected before the folder exists: a wrong URL or password leaves nothing behind.
+  const executor =
+    options.executor ??
+    (options.queue ? await queueExecutor(options.queue, baseConfig, options.stage, settings, context)
+      : options.workers > 1 ? new LocalProcessExecutor({ workers: options.workers, dataDir: settings.data.dir }) : new InProcessExecutor({ dataDir: settings.data.dir }));
   mkdirSync(dir, { recursive: true });
-  const executor = options.executor ?? (options.workers > 1 ? new LocalProcessExecutor({ workers: options.workers, dataDir: settings.data.dir }) : new InProcessExecutor({ dataDir: settings.data.dir }));
   const sink = progressSink(context, settings);
   let bar: ReturnType<typeof countProgress> | null = null;
   try {
     return await runSearch(
-      { stage: options.stage, baseConfig: stageBaseConfig(options.stage, settings, options.epochs), ranges: options.ranges, trials: options.trials, seed: settings.seed },
+      { stage: options.stage, baseConfig, ranges: options.ranges, trials: options.trials, seed: settings.seed },
       {
         executor, resultsPath: join(dir, SEARCH_RESULTS), weightsDir: join(dir, 'weights'), signal: context.signal,
         onEvent: (event) => {
