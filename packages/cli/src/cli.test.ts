@@ -17,7 +17,7 @@ describe('bnmlp', () => {
     expect(status).toBe(0);
     expect(stderr).toBe('');
     expect(stdout).toBe(topLevelHelp());
-    expect(COMMANDS.map((c) => c.name)).toEqual(['reproduce', 'gradcheck', 'overfit', 'train', 'compare-bn', 'search', 'lr-sweep', 'evaluate', 'report', 'download', 'bench']);
+    expect(COMMANDS.map((c) => c.name)).toEqual(['reproduce', 'gradcheck', 'overfit', 'train', 'compare-bn', 'search', 'worker', 'lr-sweep', 'evaluate', 'diagnose', 'report', 'download', 'bench']);
     const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     for (const command of COMMANDS) expect(stdout).toMatch(new RegExp(`^  ${escape(command.name)} +${escape(command.summary)}$`, 'm'));
     for (const flag of TOP_LEVEL_FLAGS) expect(stdout).toContain(`-${flag.short}, --${flag.flag}`);

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command as Commander, CommanderError } from 'commander';
 import type { Command, CommandContext } from './commands/command.js';
 import { benchCommand } from './commands/bench.js';
+import { diagnoseCommand } from './commands/diagnose.js';
 import { downloadCommand } from './commands/download.js';
 import { evaluateCommand } from './commands/evaluate.js';
 import { gradcheckCommand } from './commands/gradcheck.js';
@@ -10,12 +11,13 @@ import { reproduceCommand } from './commands/reproduce.js';
 import { searchCommand } from './commands/search.js';
 import { compareBnCommand, lrSweepCommand, overfitCommand } from './commands/sections.js';
 import { trainCommand } from './commands/train.js';
+import { workerCommand } from './commands/worker.js';
 import { CliArgumentError, quote } from './errors.js';
 import { formatFlags, type FlagSpec } from './options.js';
 
 /** Every command, in --help order. */
 export const COMMANDS: readonly Command[] = [
-  reproduceCommand, gradcheckCommand, overfitCommand, trainCommand, compareBnCommand, searchCommand, lrSweepCommand, evaluateCommand, reportCommand, downloadCommand, benchCommand,
+  reproduceCommand, gradcheckCommand, overfitCommand, trainCommand, compareBnCommand, searchCommand, workerCommand, lrSweepCommand, evaluateCommand, diagnoseCommand, reportCommand, downloadCommand, benchCommand,
 ];
 
 export const TOP_LEVEL_FLAGS: readonly FlagSpec[] = [
