@@ -154,9 +154,17 @@ describe('λ, η, ρ', () => {
   test('trainStep rejects missing settings', () => {
     rejects(() => trainStep(model, state, x, labels, null as unknown as SgdSettings), { op: 'trainStep', argument: 'settings', expected: 'an object {lambda, learningRate, momentum}', actual: 'null' });
   });
+
+  test.each([[0.1, '0.1'], ['fast', '"fast"']] as const)('trainStep rejects settings that are not an object (%s), naming settings itself', (value, actual) => {
+    rejects(() => trainStep(model, state, x, labels, value as unknown as SgdSettings), { op: 'trainStep', argument: 'settings', expected: 'an object {lambda, learningRate, momentum}', actual });
+  });
 });
 
 describe('momentum state (createMomentumState use)', () => {
+  test.each([['null', null], ['an object without buffers', {}]] as const)('trainStep rejects a state that is %s with a typed error, not a TypeError', (_name, value) => {
+    rejects(() => trainStep(model, value as unknown as MomentumState, x, labels, sgd), { op: 'trainStep', argument: 'state', expected: 'momentum buffers for W1 (createMomentumState(model))', actual: 'missing' });
+  });
+
   test('trainStep rejects a state without buffers for some parameter (made for another model)', () => {
     const other = createModel({ ...config, hiddenDims: [] }, { seed: 4 });
     const foreign = createMomentumState(other);

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import v8 from 'node:v8';
 import { CoreArgumentError, describeValue } from './errors.js';
 
@@ -83,6 +85,11 @@ let status: WasmKernelStatus | null = null;
 const instances = new WeakMap<WasmMemory, Map<WasmKernelVariant, KernelExports>>();
 
 function wasmFile(variant: WasmKernelVariant): URL {
+  // For test builds only: BNMLP_WASM_KERNELS_DIR names a directory holding kernels-<variant>.wasm
+  // built elsewhere (packages/core/scripts/kernel-mutants.mjs runs the kernel suites against planted
+  // bugs this way, never touching wasm/). Read once per variant, when the module is first loaded.
+  const dir = process.env.BNMLP_WASM_KERNELS_DIR;
+  if (dir) return pathToFileURL(join(dir, `kernels-${variant}.wasm`));
   // wasm/ sits beside src/ and dist/, so the same path works from sources (tests) and the build.
   return new URL(`../wasm/kernels-${variant}.wasm`, import.meta.url);
 }

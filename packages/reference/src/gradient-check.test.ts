@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decimalGradients } from './decimal-oracle.js';
 import {
-  assertGradientCheck, checkGradients, describeFailures, gradientCheck, GradientCheckError, relativeError, type GradientCheckReport,
+  assertGradientCheck, checkGradients, DEFAULT_GRADIENT_CHECK, DEFAULT_STEP, describeFailures, gradientCheck, GradientCheckError, relativeError, type GradientCheckReport,
 } from './gradient-check.js';
 import { fromRows } from './matrix.js';
 import { cost, costAndGradients, forward, updateRunningAverages, type ForwardResult } from './model.js';
@@ -452,5 +452,145 @@ describe('report and options', () => {
     expectArgumentError(() => gradientCheck(net, x, labels, lambda, { maxEntriesPerParameter: 1.5 }), { argument: 'maxEntriesPerParameter', actual: '1.5' });
     // A typo would otherwise check nothing and pass.
     expectArgumentError(() => gradientCheck(net, x, labels, lambda, { only: ['W9'] }), { argument: 'only', actual: "'W9'" });
+  });
+});
+
+describe('the checker itself cannot skip the bias before batch norm', () => {
+  // b1 feeds a training-mode BN layer: its true gradient is exactly 0, and so is a numeric
+  // gradient that was never computed. These tests make a checker that skips it fail with certainty.
+  const spec: NetworkCaseSpec = { inputDim: 4, hiddenDims: [5, 3], classes: 3, batch: 6, batchNorm: true, bnAffine: true, lambda: 0.05, seed: 11 };
+
+  it('every entry of b1 is perturbed by exactly ±h (±h and ±2h with stencil 4), on the private copy, and compared', () => {
+    for (const stencil of [2, 4] as const) {
+      const { net, x, labels, lambda } = buildNetworkCase(spec);
+      const original = Float64Array.from(net.layers[0].b);
+      const seen: number[][] = [];
+      const spy = (n: Network, input: typeof x): ForwardResult => {
+        seen.push(Array.from(n.layers[0].b));
+        return forward(n, input, 'train');
+      };
+      const h = 1e-5;
+      const report = gradientCheck(net, x, labels, lambda, { only: ['b1'], numericForward: spy, stencil, h });
+      const b1 = parameterCheck(report, 'b1');
+      const steps = stencil === 2 ? [h, -h] : [h, -h, 2 * h, -2 * h];
+      // The unperturbed pass, then per entry its perturbed passes, each moving that entry alone.
+      expect(seen).toHaveLength(1 + original.length * steps.length);
+      expect(seen[0]).toEqual(Array.from(original));
+      for (let i = 0; i < original.length; i++)
+        for (let k = 0; k < steps.length; k++) {
+          const values = seen[1 + i * steps.length + k];
+          for (let j = 0; j < values.length; j++) expect(values[j], `entry ${i}, step ${k}, index ${j}`).toBe(j === i ? original[j] + steps[k] : original[j]);
+        }
+      expect(Array.from(net.layers[0].b)).toEqual(Array.from(original));
+      expect(b1).toMatchObject({ evaluated: original.length, skippedKinks: 0, analyticExactlyZero: true, passed: true });
+      expect(b1.maxAbsNumeric).toBeLessThanOrEqual(report.absoluteFloor);
+    }
+  });
+
+  it('a wrong nonzero analytic gradient for b1 fails, down to 1e-6 (two-point) and 1e-9 (five-point)', () => {
+    const { net, x, labels, lambda } = buildNetworkCase(spec);
+    for (const [stencil, size] of [[2, 1e-6], [4, 1e-9]] as const) {
+      for (const index of [0, 4]) {
+        const wrong = new Float64Array(5);
+        wrong[index] = size;
+        const report = gradientCheck(net, x, labels, lambda, { only: ['b1'], analytic: { b1: wrong }, stencil, tolerance: stencil === 4 ? 1e-9 : 1e-6 });
+        expect(report.passed, `stencil ${stencil}, b1[${index}] = ${size}`).toBe(false);
+        expect(() => assertGradientCheck(report)).toThrow(new RegExp(`gradient mismatch for b1\\[${index}\\]: analytic ${size.toExponential(6).replace('+', '\\+')}`));
+      }
+      // The true analytic value (exactly 0) passes the same check.
+      expect(gradientCheck(net, x, labels, lambda, { only: ['b1'], analytic: { b1: new Float64Array(5) }, stencil }).passed).toBe(true);
+    }
+  });
+
+  it('the analytic b1 of a net whose BN is switched off is nonzero and checked too (no name-based exemption)', () => {
+    const { net, x, labels, lambda } = buildNetworkCase({ ...spec, batchNorm: false });
+    const report = gradientCheck(net, x, labels, lambda, { only: ['b1'] });
+    const b1 = parameterCheck(report, 'b1');
+    expect(b1.analyticExactlyZero).toBe(false);
+    expect(b1.belowFloor).toBe(0);
+    const wrong = Float64Array.from(gradientOf(costAndGradients(net, x, labels, lambda).gradients, parameters(net)[1]));
+    wrong[2] *= 1.001;
+    expect(gradientCheck(net, x, labels, lambda, { only: ['b1'], analytic: { b1: wrong } }).passed).toBe(false);
+  });
+});
+
+describe('stencil 4 (five-point, Richardson-extrapolated)', () => {
+  const spec: NetworkCaseSpec = { inputDim: 4, hiddenDims: [5], classes: 3, batch: 6, batchNorm: true, bnAffine: true, lambda: 0.05, seed: 11 };
+
+  it('defaults: stencil 2 with h 1e-6; stencil 4 with h 1e-3; the report says which', () => {
+    const { net, x, labels, lambda } = buildNetworkCase(spec);
+    expect(DEFAULT_GRADIENT_CHECK.stencil).toBe(2);
+    expect(DEFAULT_STEP).toEqual({ 2: 1e-6, 4: 1e-3 });
+    expect(gradientCheck(net, x, labels, lambda, { only: ['b2'] })).toMatchObject({ stencil: 2, h: 1e-6 });
+    expect(gradientCheck(net, x, labels, lambda, { only: ['b2'], stencil: 4 })).toMatchObject({ stencil: 4, h: 1e-3 });
+    expectArgumentError(() => gradientCheck(net, x, labels, lambda, { stencil: 3 as 2 }), { op: 'gradientCheck', argument: 'stencil', expected: '2 or 4', actual: '3' });
+  });
+
+  it('equals (8(J(θ+h) − J(θ−h)) − (J(θ+2h) − J(θ−2h))) / 12h exactly as written, entries and directions', () => {
+    // Softmax regression (k = 1): J is smooth (no ReLU kinks), so a large step shows the stencils' truncation orders.
+    const { net, x, labels, lambda } = buildNetworkCase({ inputDim: 3, hiddenDims: [], classes: 3, batch: 4, batchNorm: false, bnAffine: false, lambda: 0.1, seed: 3 });
+    const h = 1e-2;
+    const J = (n: Network) => cost(n, x, labels, lambda).cost;
+    const work = cloneNetwork(net);
+    const w = work.layers[0].W.data;
+    const i = 4;
+    const o = w[i];
+    const at = (s: number) => { w[i] = o + s; const v = J(work); w[i] = o; return v; };
+    const d1 = (at(h) - at(-h)) / (o + h - (o - h));
+    const d2 = (at(2 * h) - at(-2 * h)) / (o + 2 * h - (o - 2 * h));
+    const expected = (4 * d1 - d2) / 3;
+    const exact = costAndGradients(net, x, labels, lambda).gradients.layers[0].W.data[i];
+    const analytic = new Float64Array(w.length);
+    analytic[i] = expected; // the checker's numeric side must equal `expected` to the last bit here
+    const report = gradientCheck(net, x, labels, lambda, { only: ['W1'], analytic: { W1: analytic }, stencil: 4, h, maxEntriesPerParameter: w.length });
+    const entry = parameterCheck(report, 'W1');
+    // Every other entry is judged against a wrong analytic 0 and fails; entry i matches to the bit.
+    expect(entry.failures).toBe(w.length - 1);
+    expect(entry.worst!.index).not.toEqual([Math.floor(i / 3), i % 3]);
+    // h = 1e-2: the two-point difference is off by ~h² (1e-5 relative), the five-point one by ~h⁴.
+    expect(relativeError(exact, expected)).toBeLessThan(1e-8);
+    expect(relativeError(exact, d1)).toBeGreaterThan(1e-7);
+    const two = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, tolerance: 1e-6 });
+    const four = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, stencil: 4, tolerance: 1e-6 });
+    expect(parameterCheck(two, 'W1').maxRelativeError).toBeGreaterThan(1e-7);
+    expect(parameterCheck(four, 'W1').maxRelativeError).toBeLessThan(1e-8);
+    const twoDir = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, mode: 'directional', directions: 3 });
+    const fourDir = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, stencil: 4, mode: 'directional', directions: 3 });
+    expect(parameterCheck(twoDir, 'W1').maxRelativeError).toBeGreaterThan(1e-7);
+    expect(parameterCheck(fourDir, 'W1').maxRelativeError).toBeLessThan(1e-8);
+  });
+
+  it('on a BN network reaches ≤ 1e-9 on every entry with no entry excused by the floor but b1’s exact zeros, and sees a 1e-6 effect the two-point check cannot', () => {
+    const { net, x, labels, lambda } = buildNetworkCase(spec);
+    const report = gradientCheck(net, x, labels, lambda, { stencil: 4, tolerance: 1e-9 });
+    expect(report.passed).toBe(true);
+    for (const p of report.parameters) {
+      if (p.name === 'b1') expect(p.analyticExactlyZero).toBe(true);
+      else expect(p.belowFloor, p.name).toBe(0);
+      expect(p.maxRelativeError, p.name).toBeLessThanOrEqual(1e-9);
+    }
+    // A relative bias of 1e-6 in one W1 entry: invisible at the two-point check's tolerance, caught here.
+    const analytic = Float64Array.from(gradientOf(costAndGradients(net, x, labels, lambda).gradients, parameters(net)[0]));
+    analytic[7] *= 1 + 2e-6;
+    expect(gradientCheck(net, x, labels, lambda, { only: ['W1'], analytic: { W1: analytic } }).passed).toBe(true);
+    const caught = gradientCheck(net, x, labels, lambda, { only: ['W1'], analytic: { W1: analytic }, stencil: 4, tolerance: 1e-9 });
+    expect(caught.passed).toBe(false);
+    expect(parameterCheck(caught, 'W1').failures).toBe(1);
+  });
+
+  it('judges kinks on all four perturbed passes: a flip seen only at ±2h skips the entry', () => {
+    const { net, x, labels, lambda } = buildNetworkCase(spec);
+    let calls = 0;
+    const flipFar = (n: Network, input: typeof x): ForwardResult => {
+      const result = forward(n, input, 'train');
+      // Per entry: +h, −h, +2h, −2h; flip ReLU signs on the +2h pass only.
+      if (calls++ > 0 && (calls - 2) % 4 === 2) for (let i = 0; i < result.layers[0].preActivation.data.length; i++) result.layers[0].preActivation.data[i] *= -1;
+      return result;
+    };
+    const report = gradientCheck(net, x, labels, lambda, { only: ['W1'], stencil: 4, numericForward: flipFar });
+    expect(parameterCheck(report, 'W1')).toMatchObject({ evaluated: 20, skippedKinks: 20, passed: false });
+    calls = 0;
+    const dir = gradientCheck(net, x, labels, lambda, { only: ['W1'], stencil: 4, mode: 'directional', numericForward: flipFar });
+    expect(parameterCheck(dir, 'W1')).toMatchObject({ evaluated: 4, skippedKinks: 4 });
   });
 });

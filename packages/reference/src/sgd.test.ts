@@ -9,6 +9,32 @@ import { buildNetworkCase, FULL_LIMITS, networkCaseArb, randomMatrix } from './t
 import { expectArgumentError } from './test-support/assertions.js';
 
 describe('momentumStep', () => {
+  it('η changing between steps (decay, cyclical) scales only the new gradient, never the stored history (exact in binary)', () => {
+    // The two common conventions agree while η is constant and differ as soon as it changes:
+    //   ours:  v = ρ·v + η_t·∇, θ = θ − v          other: v = ρ·v + ∇, θ = θ − η_t·v
+    const grads = (g: number): Gradients => ({ layers: [{ W: fromRows([[g, g]]), b: Float64Array.from([0, 0]), gamma: null, beta: null }], input: fromRows([[0]]) });
+    const cases: Array<[string, number[], number[], number[]]> = [
+      // [schedule, η_t, θ after each step (ours), θ after each step (other convention)]
+      // ρ = 0.5, ∇ = 8 every step, θ₀ = 0.
+      // decay η = 1, 0.5, 0.25: v = 8, 8, 6; θ = −8, −16, −22. Other: v = 8, 12, 14; θ = −8, −14, −17.5.
+      ['step decay', [1, 0.5, 0.25], [-8, -16, -22], [-8, -14, -17.5]],
+      // cyclical η = 0.25, 1, 0.25: v = 2, 9, 6.5; θ = −2, −11, −17.5. Other: v = 8, 12, 14; θ = −2, −14, −17.5 (equal only by coincidence at the end).
+      ['cyclical', [0.25, 1, 0.25], [-2, -11, -17.5], [-2, -14, -17.5]],
+    ];
+    for (const [name, etas, ours, other] of cases) {
+      const net = createNetwork({ inputDim: 1, hiddenDims: [], classes: 2 });
+      net.layers[0].W.data.set([0, 0]);
+      const velocity = createVelocity(net);
+      const seen: number[] = [];
+      for (const eta of etas) {
+        momentumStep(net, velocity, grads(8), { learningRate: eta, momentum: 0.5 });
+        seen.push(net.layers[0].W.data[0]);
+      }
+      expect(seen, name).toEqual(ours);
+      expect(seen, `${name}: not the other convention`).not.toEqual(other);
+    }
+  });
+
   it('v = ρ·v + η·∇ then θ = θ − v, on hand values (exact in binary)', () => {
     const net = createNetwork({ inputDim: 1, hiddenDims: [], classes: 2 });
     net.layers[0].W.data.set([3, 3]);

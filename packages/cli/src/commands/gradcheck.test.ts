@@ -8,6 +8,7 @@ import {
   CORE_GRADIENT_TOLERANCE,
   DEFAULT_GRADCHECK_OPTIONS,
   GRADCHECK_FLAGS,
+  STENCIL_STEP,
   coreGradients,
   formatGradcheckReport,
   loadReference,
@@ -207,6 +208,7 @@ describe('bnmlp gradcheck arguments', () => {
       directions: ['2', 2],
       'max-entries': ['11', 11],
       step: ['1e-5', 1e-5],
+      stencil: ['4', 4],
       tolerance: ['1e-4', 1e-4],
       impl: ['core', 'core'],
       backend: ['cpu', 'cpu'],
@@ -214,7 +216,7 @@ describe('bnmlp gradcheck arguments', () => {
     const valued = GRADCHECK_FLAGS.filter((f) => f.value).map((f) => f.flag);
     expect(valued.sort()).toEqual(Object.keys(samples).sort());
     const args = (skip: string[]) => Object.entries(samples).filter(([flag]) => !skip.includes(flag)).flatMap(([flag, [text]]) => [`--${flag}`, text]);
-    const common = { data: tinyCifarDir, dims: 7, batch: 3, hidden: 5, layers: [2, 4], lambda: 0.5, seed: 9, mode: 'directional', directions: 2, maxEntries: 11, step: 1e-5 };
+    const common = { data: tinyCifarDir, dims: 7, batch: 3, hidden: 5, layers: [2, 4], lambda: 0.5, seed: 9, mode: 'directional', directions: 2, maxEntries: 11, step: 1e-5, stencil: 4 };
     // --backend goes with --impl core only, and --impl core fixes the tolerance.
     expect(parseGradcheckArgs(args(['impl', 'backend'])).options).toEqual({ ...common, tolerance: 1e-4, impl: 'reference', backend: 'auto' });
     expect(parseGradcheckArgs(args(['tolerance'])).options).toEqual({ ...common, tolerance: CORE_GRADIENT_TOLERANCE.relative, impl: 'core', backend: 'cpu' });
@@ -235,7 +237,7 @@ describe('bnmlp gradcheck arguments', () => {
       options: { data: tinyCifarDir, dims: 20, batch: 10, hidden: 8, layers: [2, 3], lambda: 0.1, mode: 'entries', maxEntries: null },
       data: { kind: 'option', dir: tinyCifarDir, trainRecords: 40, features: { dims: 20, of: 3072 }, batch: { records: 10 } },
       network: { init: 'he', seed: 1, classes: 10, eps: 1e-5 },
-      check: { mode: 'entries', h: 1e-6, tolerance: 1e-6, coverage: 'every entry of every parameter' },
+      check: { mode: 'entries', stencil: 2, h: 1e-6, tolerance: 1e-6, coverage: 'every entry of every parameter' },
       summary: { configurations: 8, failedRows: 0 },
     });
     expect(doc.configurations.map((c: { label: string }) => c.label)).toEqual([
@@ -249,6 +251,38 @@ describe('bnmlp gradcheck arguments', () => {
     expect(w1).toMatchObject({ name: 'W1', shape: [20, 8], evaluated: 160, passed: true });
     expect(Object.keys(w1.worst).sort()).toEqual(['analytic', 'diff', 'index', 'numeric', 'relativeError']);
     expect(doc.summary.rows).toBe(doc.configurations.reduce((a: number, c: { parameters: unknown[] }) => a + c.parameters.length, 0));
+  });
+});
+
+describe('bnmlp gradcheck --stencil', () => {
+  it('defaults to the two-point difference; --stencil 4 brings its own step unless --step is given; other values are usage errors', () => {
+    expect(parseGradcheckArgs([]).options).toMatchObject({ stencil: 2, step: STENCIL_STEP[2] });
+    expect(STENCIL_STEP[2]).toBe(DEFAULT_GRADCHECK_OPTIONS.step);
+    expect(parseGradcheckArgs(['--stencil', '4']).options).toMatchObject({ stencil: 4, step: STENCIL_STEP[4] });
+    expect(parseGradcheckArgs(['--stencil', '4', '--step', '1e-3']).options).toMatchObject({ stencil: 4, step: 1e-3 });
+    expect(parseGradcheckArgs(['--stencil', '2', '--step', '1e-5']).options).toMatchObject({ stencil: 2, step: 1e-5 });
+    for (const bad of ['3', '1', 'four', '4.0x'])
+      expect(() => parseGradcheckArgs(['--stencil', bad]), bad).toThrow(/--stencil.*2 or 4/s);
+    const help = GRADCHECK_FLAGS.find((f) => f.flag === 'stencil')!;
+    expect(help).toMatchObject({ value: '<2|4>', default: '2' });
+    expect(GRADCHECK_FLAGS.find((f) => f.flag === 'step')!.default).toContain('--stencil 4');
+  });
+
+  it('--stencil 4 reaches smaller relative errors than the two-point check, with no entry excused by the floor but the exact zeros', async () => {
+    const small = { data: tinyCifarDir, dims: 6, batch: 6, hidden: 6, layers: [2, 3] };
+    const two = await runGradcheck(small);
+    const four = await runGradcheck({ ...small, stencil: 4 });
+    expect(four.check).toMatchObject({ stencil: 4, h: STENCIL_STEP[4] });
+    expect(four.passed).toBe(true);
+    const worst = (r: GradcheckReport) => Math.max(...r.configurations.flatMap((c) => c.parameters.map((p) => p.maxRelativeError)));
+    // Both limits are set by the tiniest entries (|g| ~ 1e-6 here), whose float64 rounding of J
+    // (~1e-16·|J|/h absolute) no stencil removes; entries of ordinary size reach ~1e-10 (reference tests).
+    expect(worst(four)).toBeLessThan(worst(two));
+    for (const c of four.configurations)
+      for (const p of c.parameters) if (!p.analyticExactlyZero) expect(p.belowFloor, `${c.label} ${p.name}`).toBe(0);
+    const { out, context } = capture();
+    expect(await runCli(['gradcheck', '--stencil', '4', '--data', tinyCifarDir, '--dims', '4', '--batch', '4', '--hidden', '4', '--layers', '2'], context)).toBe(0);
+    expect(out.stdout).toContain('five-point (4th-order, Richardson) centered difference, h = 0.001');
   });
 });
 

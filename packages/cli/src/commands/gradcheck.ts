@@ -73,7 +73,10 @@ export interface GradcheckOptions {
   readonly directions: number;
   /** Entries mode: at most this many entries per parameter, drawn at random; null: every entry. */
   readonly maxEntries: number | null;
+  /** Centered-difference step; when not given, STENCIL_STEP[stencil]. */
   readonly step: number;
+  /** 2: the classic two-point centered difference (the report's table); 4: the five-point (Richardson-extrapolated) one, truncation ~h⁴. */
+  readonly stencil: 2 | 4;
   /** Reference: as given (default 1e-6). Core: CORE_GRADIENT_TOLERANCE.relative, fixed. */
   readonly tolerance: number;
   /** Whose analytic gradients are checked: @bnmlp/reference's (float64) or @bnmlp/core's (float32). */
@@ -94,10 +97,19 @@ export const DEFAULT_GRADCHECK_OPTIONS: GradcheckOptions = {
   directions: 4,
   maxEntries: null,
   step: 1e-6,
+  stencil: 2,
   tolerance: 1e-6,
   impl: 'reference',
   backend: 'auto',
 };
+
+/**
+ * The default step of each stencil, as @bnmlp/reference's DEFAULT_STEP (gradient-check.ts): 1e-6 for
+ * the two-point difference; 1e-3 for the five-point one, where its h⁴ truncation (≲ 1e-10 on the
+ * report's networks) meets float64 rounding of J divided by the step (≈ 1e-16·|J|/h ≈ 1e-13).
+ * Measured on the report's configurations: 1e-3 beats 3e-4 (worst nonzero entry 2.3e-7 vs 6.9e-7).
+ */
+export const STENCIL_STEP: Readonly<Record<2 | 4, number>> = { 2: 1e-6, 4: 1e-3 };
 
 type OptionKey = keyof GradcheckOptions;
 type Kind = 'int' | 'number' | 'list' | 'mode' | 'path' | 'choice';
@@ -147,7 +159,15 @@ const RULES: { readonly [K in OptionKey]: OptionRule } = {
     flag: 'max-entries', kind: 'int', value: '<n>', help: 'entries mode: check at most n random entries per parameter',
     expected: 'an integer >= 1', ok: (v) => v === null || isInt(v, 1), shownDefault: 'every entry',
   },
-  step: { flag: 'step', kind: 'number', value: '<h>', help: 'centered-difference step', expected: 'a finite number > 0', ok: (v) => isNumber(v, true) },
+  step: {
+    flag: 'step', kind: 'number', value: '<h>', help: 'centered-difference step', expected: 'a finite number > 0', ok: (v) => isNumber(v, true),
+    shownDefault: `${formatNumber(STENCIL_STEP[2])} (--stencil 2), ${formatNumber(STENCIL_STEP[4])} (--stencil 4)`,
+  },
+  stencil: {
+    flag: 'stencil', kind: 'int', value: '<2|4>',
+    help: "centered difference: 2 (two-point, the report's table) or 4 (five-point, Richardson-extrapolated: truncation ~h^4, for relative errors near 1e-9)",
+    expected: '2 or 4', ok: (v) => v === 2 || v === 4,
+  },
   tolerance: {
     flag: 'tolerance', kind: 'number', value: '<t>', help: 'largest relative error accepted per entry',
     expected: 'a finite number > 0', ok: (v) => isNumber(v, true),
@@ -205,6 +225,7 @@ export function resolveGradcheckOptions(input: Partial<GradcheckOptions>, naming
     resolved[key] = Array.isArray(value) ? [...value] : value;
   }
   const raw = (key: OptionKey) => (naming.raw?.[key] !== undefined ? quote(naming.raw[key]) : describeValue(input[key]));
+  if (input.step === undefined) resolved.step = STENCIL_STEP[resolved.stencil as 2 | 4];
   if (resolved.impl === 'core') {
     // The float32 tolerance is fixed (one place: CORE_GRADIENT_TOLERANCE); resolved options carry it.
     if (input.tolerance !== undefined && input.tolerance !== CORE_GRADIENT_TOLERANCE.relative)
@@ -336,7 +357,7 @@ export interface GradcheckReport {
     readonly batch: { readonly records: number; readonly labels: readonly number[] };
   };
   readonly network: { readonly init: string; readonly seed: number; readonly classes: number; readonly initialValues: string; readonly batchNorm: string; readonly eps: number };
-  readonly check: { readonly method: string; readonly mode: 'entries' | 'directional'; readonly coverage: string; readonly h: number; readonly tolerance: number; readonly relativeError: string; readonly absoluteFloor: string };
+  readonly check: { readonly method: string; readonly mode: 'entries' | 'directional'; readonly coverage: string; readonly stencil: 2 | 4; readonly h: number; readonly tolerance: number; readonly relativeError: string; readonly absoluteFloor: string };
   /** --impl core only: the backend and the float32 tolerance the core was judged with. */
   readonly core?: {
     readonly backend: BackendName;
@@ -502,6 +523,7 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
         );
         const checkOptions: Reference.GradientCheckOptions = {
           h: options.step,
+          stencil: options.stencil,
           tolerance: options.tolerance,
           mode: options.mode,
           directions: options.directions,
@@ -593,6 +615,7 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
           : options.maxEntries === null
             ? 'every entry of every parameter'
             : `at most ${options.maxEntries} random entries per parameter`,
+      stencil: options.stencil,
       h: options.step,
       tolerance: options.tolerance,
       relativeError: '|a - n| / max(1e-8, |a| + |n|)',
@@ -654,7 +677,7 @@ export function formatGradcheckReport(report: GradcheckReport): string {
     `          ${data.trainRecords} training records in ${data.trainFiles.length} file(s); the batch is the first ${data.batch.records}`,
     `features: the first ${data.features.dims} of ${data.features.of}, ${data.features.preprocessing}`,
     `networks: hidden width ${o.hidden}, He init (seed ${network.seed}), b = 0, gamma = 1, beta = 0; BN with affine gamma/beta, eps ${formatNumber(network.eps)}, batch statistics`,
-    `check:    ${check.mode} mode, ${check.coverage}; h = ${formatNumber(check.h)}, tolerance ${formatNumber(check.tolerance)} on ${check.relativeError}`,
+    `check:    ${check.mode} mode, ${check.coverage}; ${check.stencil === 4 ? 'five-point (4th-order, Richardson) centered difference' : 'two-point centered difference'}, h = ${formatNumber(check.h)}, tolerance ${formatNumber(check.tolerance)} on ${check.relativeError}`,
   ];
   if (report.core) {
     const t = formatNumber(report.core.tolerance);
