@@ -8,6 +8,7 @@ import { progressSink } from '../experiments/common.js';
 import { CliArgumentError, quote } from '../errors.js';
 import { formatFlags, parseFlags, type FlagSpec } from '../options.js';
 import { countProgress, type ProgressSink } from '../progress.js';
+import { HELP_FLAG, JSON_FLAG, QUIET_FLAG } from '../experiments/common.js';
 import type { Command, CommandContext } from './command.js';
 
 /*
@@ -25,9 +26,9 @@ export const DOWNLOAD_FLAGS: readonly FlagSpec[] = [
   { flag: 'url', value: '<url>', help: 'where the archive is (http or https)', default: CIFAR_BINARY_URL },
   { flag: 'md5', value: '<md5>', help: "the archive's md5 (32 hex digits)", default: CIFAR_BINARY_MD5 },
   { flag: 'force', help: 'download and extract again even when the data is already there' },
-  { flag: 'quiet', short: 'q', help: 'no progress output' },
-  { flag: 'json', help: 'print one JSON document on stdout (progress goes to stderr)' },
-  { flag: 'help', short: 'h', help: 'show this help' },
+  QUIET_FLAG,
+  JSON_FLAG,
+  HELP_FLAG,
 ];
 
 export interface DownloadSettings {

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { readRunFolder, RUN_FILES, type RunFolder } from '@bnmlp/trainer';
-import { claimFolder, progressSink } from '../experiments/common.js';
+import { claimFolder, HELP_FLAG, progressSink, QUIET_FLAG } from '../experiments/common.js';
 import { percent } from '../experiments/run-outputs.js';
 import { figureFile, type SectionFigure } from '../experiments/sections.js';
 import { CliArgumentError, quote } from '../errors.js';
@@ -21,8 +21,8 @@ export const REPORT_FLAGS: readonly FlagSpec[] = [
   { flag: 'out', value: '<dir>', help: 'folder for report.md, report.html and plots/', default: 'runs/report-<UTC timestamp>' },
   { flag: 'title', value: '<text>', help: 'the report title', default: 'bnmlp runs' },
   { flag: 'force', help: 'replace an existing --out folder' },
-  { flag: 'quiet', short: 'q', help: 'no progress output' },
-  { flag: 'help', short: 'h', help: 'show this help' },
+  QUIET_FLAG,
+  HELP_FLAG,
 ];
 
 /** The run folders in `dir`: itself when it is one, else its sub-folders that are (one level). */

@@ -15,6 +15,11 @@ split of the model report (training images from the training files, validation h
 their end, test from test_batch).
 */
 
+/** Flags every command that prints results shares, worded once. */
+export const QUIET_FLAG: FlagSpec = { flag: 'quiet', short: 'q', help: 'no progress output' };
+export const JSON_FLAG: FlagSpec = { flag: 'json', help: 'print one JSON document on stdout (progress goes to stderr)' };
+export const HELP_FLAG: FlagSpec = { flag: 'help', short: 'h', help: 'show this help' };
+
 export const COMMON_FLAGS: readonly FlagSpec[] = [
   {
     flag: 'data', value: '<dir>', help: 'CIFAR-10 in any official layout (bin, py, mat), or the folder holding cifar-10-batches-*',
@@ -24,9 +29,9 @@ export const COMMON_FLAGS: readonly FlagSpec[] = [
   { flag: 'backend', value: '<name>', help: "'auto', 'tensorflow', 'wasm' or 'cpu'", default: 'auto' },
   { flag: 'runs-dir', value: '<dir>', help: 'where run folders are written', default: 'runs' },
   { flag: 'force', help: 'replace an existing run folder of the same name' },
-  { flag: 'quiet', short: 'q', help: 'no progress output' },
-  { flag: 'json', help: 'print one JSON document on stdout (progress goes to stderr)' },
-  { flag: 'help', short: 'h', help: 'show this help' },
+  QUIET_FLAG,
+  JSON_FLAG,
+  HELP_FLAG,
 ];
 
 export interface CommonSettings {
