@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { readRunFolder, RUN_FILES, type RunFolder } from '@bnmlp/trainer';
-import { claimFolder, HELP_FLAG, progressSink, QUIET_FLAG } from '../experiments/common.js';
+import { claimFolder, folderTimestamp, HELP_FLAG, progressSink, QUIET_FLAG } from '../experiments/common.js';
 import { percent } from '../experiments/run-outputs.js';
 import { figureFile, type SectionFigure } from '../experiments/sections.js';
 import { CliArgumentError, quote } from '../errors.js';
@@ -72,8 +72,7 @@ export const reportCommand: Command = {
       if (runs.length === 0) throw new CliArgumentError(op, 'run-dir', 'a run folder (with run.json) or a folder of run folders', quote(p));
       return { path: resolve(cwd, p), runs };
     });
-    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-    const out = resolve(cwd, typeof values.out === 'string' ? values.out : join('runs', `report-${stamp}`));
+    const out = resolve(cwd, typeof values.out === 'string' ? values.out : join('runs', `report-${folderTimestamp()}`));
     claimFolder(op, out, values.force === true);
     const plots = join(out, 'plots');
     const sections = [];

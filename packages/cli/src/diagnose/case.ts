@@ -1,3 +1,4 @@
+import type { ParameterKind } from '@bnmlp/core';
 import { array, formatShape, scalar, sizeOf, text, type FileValue, type NamedValues } from './arrays.js';
 import { DiagnoseInputError } from './errors.js';
 import { CORRECT, cost, forward, type Matrix, type Network, type ReferenceModule } from './model.js';
@@ -46,7 +47,8 @@ export interface DiagnoseCase {
   readonly dataSource: string;
 }
 
-export type ParameterKind = 'W' | 'b' | 'gamma' | 'beta';
+/** The same kinds as @bnmlp/core's parameters. */
+export type { ParameterKind };
 
 export interface ParameterSpec {
   readonly name: string;

@@ -101,10 +101,14 @@ export async function startBackend(settings: CommonSettings): Promise<BackendInf
   return initBackend(settings.backend);
 }
 
+/** The current UTC time as a folder-name part: 20261201T031104Z. */
+export function folderTimestamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
 /** A new run folder name: the given one, or `<prefix>-<UTC timestamp>`. */
 export function runFolder(settings: CommonSettings, prefix: string, name: string | null): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-  return join(settings.runsDir, name ?? `${prefix}-${stamp}`);
+  return join(settings.runsDir, name ?? `${prefix}-${folderTimestamp()}`);
 }
 
 /** Refuses an existing, non-empty folder unless --force (then empties it). Nothing is written before this check. */
