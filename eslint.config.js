@@ -15,6 +15,6 @@ export default tseslint.config(
   {
     // Build and run scripts: plain Node.js modules.
     files: ['**/*.mjs'],
-    languageOptions: { globals: { console: 'readonly', process: 'readonly', Buffer: 'readonly', URL: 'readonly', performance: 'readonly' } },
+    languageOptions: { globals: { console: 'readonly', process: 'readonly', Buffer: 'readonly', URL: 'readonly', performance: 'readonly', WebAssembly: 'readonly' } },
   },
 );

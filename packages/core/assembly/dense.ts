@@ -110,14 +110,17 @@ function denseForwardScalar(a: usize, b: usize, bias: usize, out: usize, m: i32,
  * from a and g (no transpose). With `fused` = 1 it is not stored: the momentum step is applied
  * instead, v' = ρ·v + η·dW and w' = w − v', written to outV and outW. With `fused` = 0, dW goes
  * to outW (v and outV unused).
+ * Only rows [rowBegin, rowEnd) of dW are computed and written (a thread's part; 0, k: all).
+ * Every entry is the same sum in the same order whatever the range, so a split across threads
+ * gives the bits of one call over all rows.
  * Register block: 4 rows of dW (4 consecutive columns of a, one v128 load) × 8 columns.
  */
 export function denseWeightStep(
   a: usize, g: usize, w: usize, v: usize, outW: usize, outV: usize, scratch: usize,
-  m: i32, k: i32, n: i32, decay: f32, learningRate: f32, momentum: f32, fused: i32,
+  m: i32, k: i32, n: i32, decay: f32, learningRate: f32, momentum: f32, fused: i32, rowBegin: i32, rowEnd: i32,
 ): void {
   if (n < 8) {
-    denseWeightStepScalar(a, g, w, v, outW, outV, m, k, n, decay, learningRate, momentum, fused);
+    denseWeightStepScalar(a, g, w, v, outW, outV, m, k, n, decay, learningRate, momentum, fused, rowBegin, rowEnd);
     return;
   }
   const rowA = <usize>k << 2;
@@ -125,12 +128,12 @@ export function denseWeightStep(
   const decayV = f32x4.splat(decay);
   const lrV = f32x4.splat(learningRate);
   const rhoV = f32x4.splat(momentum);
-  let p = 0;
+  let p = rowBegin;
   // Columns of a are read down the rows, rowA bytes apart: with rows of 3072 floats (12 KiB) all
   // of them fall in one L1 set. So 16 columns at a time (one cache line per row) are first copied
   // to `scratch` (m × 16 floats, contiguous) and the 4 × 8 blocks read from there.
   if (scratch != 0) {
-    for (; p + 16 <= k; p += 16) {
+    for (; p + 16 <= rowEnd; p += 16) {
       let src = a + (<usize>p << 2);
       let dst = scratch;
       for (let i = 0; i < m; i++) {
@@ -146,10 +149,10 @@ export function denseWeightStep(
       }
     }
   }
-  for (; p + 4 <= k; p += 4) {
+  for (; p + 4 <= rowEnd; p += 4) {
     weightBlock4(a + (<usize>p << 2), rowA, g, rowG, w, v, outW, outV, <usize>p * rowG, m, n, decayV, lrV, rhoV, fused);
   }
-  for (; p < k; p++) {
+  for (; p < rowEnd; p++) {
     for (let j = 0; j < n; j += 8) {
       const col = <usize>min(j, n - 8) << 2;
       let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
@@ -228,9 +231,9 @@ export function denseWeightStep(
 
 function denseWeightStepScalar(
   a: usize, g: usize, w: usize, v: usize, outW: usize, outV: usize,
-  m: i32, k: i32, n: i32, decay: f32, learningRate: f32, momentum: f32, fused: i32,
+  m: i32, k: i32, n: i32, decay: f32, learningRate: f32, momentum: f32, fused: i32, rowBegin: i32, rowEnd: i32,
 ): void {
-  for (let p = 0; p < k; p++) {
+  for (let p = rowBegin; p < rowEnd; p++) {
     for (let j = 0; j < n; j++) {
       let s: f32 = 0;
       for (let i = 0; i < m; i++) {

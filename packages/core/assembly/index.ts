@@ -1,3 +1,3 @@
 // The kernels module's exports (scripts/build-wasm.mjs builds this file).
 export { denseForward, denseWeightStep } from './dense';
-export { batchNormReluForward, batchNormReluBackward, momentumStep, blend } from './batch-norm';
+export { batchNormReluForward, batchNormReluBackward, momentumStep, blend, sumSquares } from './batch-norm';

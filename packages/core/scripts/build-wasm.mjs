@@ -1,5 +1,6 @@
 // Builds the wasm kernels (assembly/index.ts) in two variants, wasm/kernels-simd128.wasm
-// and wasm/kernels-relaxed-simd.wasm, and checks that each only imports the host's memory and has no
+// and wasm/kernels-relaxed-simd.wasm, each also as a '-shared' build that imports a shared memory
+// (the threaded dense kernels' own memory, src/dense-threads.ts), and checks that each only imports the host's memory and has no
 // data segments or globals: the kernels run inside the tfjs wasm module's memory, so they must
 // never write anywhere but the output buffers they are given. Skips work when up to date.
 import asc from 'assemblyscript/asc';
@@ -10,9 +11,14 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const source = join(root, 'assembly', 'index.ts');
 const sources = ['index.ts', 'dense.ts', 'batch-norm.ts'].map((f) => join(root, 'assembly', f));
-const variants = [
+const plain = [
   { name: 'simd128', features: ['simd'] },
   { name: 'relaxed-simd', features: ['simd', 'relaxed-simd'] },
+];
+// A shared memory import must declare a maximum; 65536 pages (4 GiB) lets the host pick any size.
+const variants = [
+  ...plain.map((v) => ({ ...v, shared: false })),
+  ...plain.map((v) => ({ name: `${v.name}-shared`, features: [...v.features, 'threads'], shared: true })),
 ];
 
 const mtime = (path) => { try { return statSync(path).mtimeMs; } catch { return -1; } };
@@ -37,6 +43,7 @@ function describeModule(bytes) {
         imports.push(`${module}.${field}:${kind}`);
         if (kind !== 2) break; // only memory imports are expected; stop parsing anything else
         const flags = uleb(); uleb(); if (flags & 1) uleb();
+        if (flags & 2) imports[imports.length - 1] += ':shared';
       }
     }
     pos = end;
@@ -49,6 +56,7 @@ for (const variant of variants) {
   const outFile = join(root, 'wasm', `kernels-${variant.name}.wasm`);
   if (mtime(outFile) > inputsTime) continue;
   const args = [source, '-O3', '--runtime', 'stub', '--importMemory', '--noAssert', '--noExportMemory',
+    ...(variant.shared ? ['--sharedMemory', '--maximumMemory', '65536'] : []),
     ...variant.features.flatMap((f) => ['--enable', f]), '-o', outFile];
   const { error, stderr } = await asc.main(args);
   if (error) {
@@ -57,7 +65,8 @@ for (const variant of variants) {
   }
   const { sections, imports } = describeModule(readFileSync(outFile));
   const forbidden = sections.filter((id) => id === 6 || id === 11);
-  if (imports.join() !== 'env.memory:2' || forbidden.length > 0)
-    throw new Error(`${outFile}: expected only the import env.memory and no globals or data segments; imports [${imports}], sections [${sections}]`);
+  const expectedImport = variant.shared ? 'env.memory:2:shared' : 'env.memory:2';
+  if (imports.join() !== expectedImport || forbidden.length > 0)
+    throw new Error(`${outFile}: expected only the import ${expectedImport} and no globals or data segments; imports [${imports}], sections [${sections}]`);
   console.error(`build-wasm: ${outFile} (${statSync(outFile).size} bytes)`);
 }

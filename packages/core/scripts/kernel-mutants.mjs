@@ -22,7 +22,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // vitest is a devDependency of the workspace root (hoisted there by pnpm).
 const VITEST = fileURLToPath(import.meta.resolve('vitest/package.json')).replace(/package\.json$/, 'vitest.mjs');
 const SUITES = [
-  ['src/wasm-kernels.test.ts', 'src/certain-kills.test.ts'],
+  ['src/wasm-kernels.test.ts', 'src/dense-threads.test.ts', 'src/certain-kills.test.ts'],
   ['src/equivalence.test.ts', 'src/train-step.test.ts', 'src/gradient-check.test.ts', 'src/inference.test.ts'],
 ];
 
@@ -74,6 +74,10 @@ const MUTANTS = [
   { name: 'weight-step-convention', file: 'dense.ts', what: 'weight step (SIMD): v = ρv + ∇, W −= ηv (the other convention)',
     patches: [['const v0 = madd(lr, d0, f32x4.mul(rho, v128.load(v + off)));\n    const v1 = madd(lr, d1, f32x4.mul(rho, v128.load(v + off, 16)));\n    v128.store(outV + off, v0);\n    v128.store(outV + off, v1, 16);\n    v128.store(outW + off, f32x4.sub(w0, v0));\n    v128.store(outW + off, f32x4.sub(w1, v1), 16);',
       'const v0 = f32x4.add(d0, f32x4.mul(rho, v128.load(v + off)));\n    const v1 = f32x4.add(d1, f32x4.mul(rho, v128.load(v + off, 16)));\n    v128.store(outV + off, v0);\n    v128.store(outV + off, v1, 16);\n    v128.store(outW + off, f32x4.sub(w0, f32x4.mul(lr, v0)));\n    v128.store(outW + off, f32x4.sub(w1, f32x4.mul(lr, v1)), 16);', 1]] },
+  { name: 'weight-step-range-overrun', file: 'dense.ts', what: "weight step (SIMD, threaded): a thread's 16-row blocks run past its range into the next thread's rows",
+    patches: [['for (; p + 16 <= rowEnd; p += 16) {', 'for (; p + 16 <= k; p += 16) {', 1]] },
+  { name: 'weight-step-range-start', file: 'dense.ts', what: "weight step (scalar path, threaded): rows start at 0, not at the thread's first row",
+    patches: [['for (let p = rowBegin; p < rowEnd; p++) {', 'for (let p = 0; p < rowEnd; p++) {', 1]] },
 ];
 
 const args = process.argv.slice(2);

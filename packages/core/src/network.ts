@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { batchNormReluBackward, batchNormReluForward, denseMomentumStep, denseScores, denseWeightGradient } from './wasm-kernels.js';
+import { batchNormReluBackward, batchNormReluForward, denseMomentumStep, denseScores, denseWeightGradient, sumOfSquares } from './wasm-kernels.js';
 import type { CoreModel } from './model.js';
 
 // The hand-written float32 forward and backward passes, op for op the math of
@@ -167,6 +167,6 @@ export function backwardTrace(
 /** Mean cross-entropy from logits via log-softmax (finite for huge logits), and the L2 term. */
 export function lossTensors(model: CoreModel, logits: tf.Tensor2D, oneHot: tf.Tensor2D, lambda: number): { loss: tf.Scalar; penalty: tf.Scalar } {
   const loss = tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits)), 1))) as tf.Scalar;
-  const penalty = lambda === 0 ? tf.scalar(0) : (tf.mul(tf.addN(model.layers.map((layer) => tf.sum(tf.square(layer.W)))), lambda) as tf.Scalar);
+  const penalty = lambda === 0 ? tf.scalar(0) : (tf.mul(tf.addN(model.layers.map((layer) => sumOfSquares(layer.W))), lambda) as tf.Scalar);
   return { loss, penalty };
 }

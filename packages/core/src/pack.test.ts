@@ -70,14 +70,17 @@ describe.skipIf(skip)('@bnmlp/core as a packed, installed package', { timeout: T
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  test('the tarball holds dist, the two wasm kernel builds and package.json only, with the exports map targets present', () => {
+  test('the tarball holds dist, the four wasm kernel builds, the kernel thread script and package.json only, with the exports map targets present', () => {
     const tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!);
     const files = run('tar', ['tzf', tarball], work).stdout.trim().split('\n');
 
     expect(files).toContain('package/package.json');
     expect(files).toContain('package/dist/index.js');
     expect(files).toContain('package/dist/index.d.ts');
-    expect(files.filter((f) => !f.startsWith('package/dist/') && f !== 'package/package.json').sort()).toEqual(['package/wasm/kernels-relaxed-simd.wasm', 'package/wasm/kernels-simd128.wasm']);
+    expect(files.filter((f) => !f.startsWith('package/dist/') && f !== 'package/package.json').sort()).toEqual([
+      'package/wasm/kernels-relaxed-simd-shared.wasm', 'package/wasm/kernels-relaxed-simd.wasm',
+      'package/wasm/kernels-simd128-shared.wasm', 'package/wasm/kernels-simd128.wasm', 'package/worker/dense-worker.mjs',
+    ]);
     expect(files.some((f) => f.includes('.test.') || f.includes('test-support'))).toBe(false);
   });
 
@@ -85,8 +88,10 @@ describe.skipIf(skip)('@bnmlp/core as a packed, installed package', { timeout: T
     // Arrange
     writeFileSync(
       join(consumer, 'smoke.mjs'),
-      `import { initBackend, createModel, createMomentumState, forward, trainStep, predict, disposeModel, wasmKernelStatus, tf } from '@bnmlp/core';
+      `import { initBackend, createModel, createMomentumState, forward, trainStep, predict, disposeModel, wasmKernelStatus, configureKernelThreads, tf } from '@bnmlp/core';
 const info = await initBackend();
+// Every product on two threads, however small: the kernel thread script must start from the installed package.
+configureKernelThreads(2, { minWork: 0 });
 const model = createModel({ inputDim: 3, hiddenDims: [4], classes: 2 }, { seed: 1 });
 const x = { rows: 4, cols: 3, data: Float32Array.from([0.1, 0.2, 0.3, -1, 0.5, 2, 0.3, 0.3, -0.7, 1, 1, 1]) };
 const labels = [0, 1, 1, 0];
@@ -107,6 +112,7 @@ console.log(JSON.stringify({ backend: info.name, kernels: wasmKernelStatus(), pr
     expect(['tensorflow', 'wasm', 'cpu']).toContain(result.backend);
     // The wasm kernels load from the installed package (relaxed SIMD only where the runtime has it on).
     expect(['simd128', 'relaxed-simd']).toContain(result.kernels.variant);
+    if (result.backend === 'wasm') expect(result.kernels).toMatchObject({ threads: 2, threadsReason: null });
     expect(result.probabilities).toHaveLength(8);
     for (let i = 0; i < 4; i++) expect(result.probabilities[2 * i] + result.probabilities[2 * i + 1]).toBeCloseTo(1, 5);
     expect(result.losses.every(Number.isFinite)).toBe(true);

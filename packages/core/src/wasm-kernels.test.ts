@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { CoreArgumentError } from './errors.js';
 import {
-  allowRelaxedSimd, configureWasmKernels, wasmKernelStatus, denseMomentumStep, denseScores, denseWeightGradient, kernelExports,
+  allowRelaxedSimd, configureWasmKernels, wasmKernelStatus, denseMomentumStep, denseScores, denseWeightGradient, kernelExports, sumOfSquares,
   type WasmKernelVariant, type WasmBackendInternals,
 } from './wasm-kernels.js';
 import { createModel, disposeModel } from './model.js';
@@ -174,6 +174,20 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     [x, w, b].forEach((t) => t.dispose());
   });
 
+  test('the L2 sum Σw² over the 153,600 first-layer weights is the float64 sum rounded once (float32 summation drifts by ~3e-5)', () => {
+    // Arrange: He-scaled weights of the report's first layer.
+    const prng = createPrng(7);
+    const w = randomMatrix(prng, 3072 * 50, 0).map((v) => v * Math.sqrt(2 / 3072));
+    let exact = 0;
+    for (const v of w) exact += v * v;
+
+    // Act
+    const sum = tf.tidy(() => sumOfSquares(tf.tensor2d(w, [3072, 50])).dataSync()[0]);
+
+    // Assert: within the float32 rounding of the result (2^-24 relative), not float32 summation's ~n·2^-24.
+    expect(Math.abs(sum - exact) / exact).toBeLessThanOrEqual(UNIT_ROUNDOFF);
+  });
+
   test('every kernel writes only its outputs and scratch (the rest of the tfjs heap is unchanged)', () => {
     // Arrange: inputs, then one tensor per output or scratch buffer.
     const [m, k, n] = [37, 70, 13];
@@ -192,7 +206,7 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     const before = wasmHeap().slice();
 
     // Act
-    kernels.denseWeightStep(at(x), at(g), at(w), at(v), at(o.outW), at(o.outV), at(o.denseScratch), m, k, n, 0.1, 0.2, 0.9, 1);
+    kernels.denseWeightStep(at(x), at(g), at(w), at(v), at(o.outW), at(o.outV), at(o.denseScratch), m, k, n, 0.1, 0.2, 0.9, 1, 0, k);
     kernels.denseForward(at(x), at(w), 0, at(o.scores), m, k, n);
     kernels.batchNormReluForward(at(o.scores), at(gamma), at(beta), at(o.mean), at(o.variance), at(o.invStd), at(o.normalized), at(o.pre), at(o.relu), at(o.bnScratch), m, n, 1e-5);
     kernels.batchNormReluBackward(at(g), at(o.pre), at(o.normalized), at(o.invStd), at(gamma), at(o.dGamma), at(o.dBeta), at(o.gS), at(o.bnScratch), m, n);
@@ -261,8 +275,8 @@ describe('configureWasmKernels', () => {
     const profile = await tf.profile(() => tf.tidy(() => denseScores(x, w, b).dataSync()));
 
     // Assert
-    expect(status).toEqual({ choice: 'off', variant: null, reason: "turned off ('off')" });
-    expect(wasmKernelStatus()).toBe(status);
+    expect(status).toEqual({ choice: 'off', variant: null, reason: "turned off ('off')", threads: 1, threadsReason: 'no kernel build runs' });
+    expect(wasmKernelStatus()).toEqual(status);
     expect(profile.kernels.map((kernel) => kernel.name)).toContain('BatchMatMul');
     [x, w, b].forEach((t) => t.dispose());
   });
@@ -279,7 +293,7 @@ describe('configureWasmKernels', () => {
   });
 
   test("'auto' picks the fastest build this runtime validates", () => {
-    expect(configureWasmKernels('auto')).toEqual({ choice: 'auto', variant: variants[0], reason: null });
+    expect(configureWasmKernels('auto')).toMatchObject({ choice: 'auto', variant: variants[0], reason: null });
   });
 
   test('a tfjs module with shared memory (its threaded build) cannot host the kernels: instantiation is refused, which sends that backend to tfjs ops', () => {

@@ -1,8 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { availableParallelism } from 'node:os';
 import v8 from 'node:v8';
+import { DenseThreads, type DenseKernels, type TensorRef } from './dense-threads.js';
 import { CoreArgumentError, describeValue } from './errors.js';
 
 // TensorFlow.js kernels of our own on the wasm backend (AssemblyScript sources in assembly/).
@@ -31,14 +33,18 @@ export interface WasmKernelStatus {
   readonly variant: WasmKernelVariant | null;
   /** Why no build runs (turned off, or why the chosen builds could not load). */
   readonly reason: string | null;
+  /** Threads the dense layers' large products run on (1: the unthreaded kernels; see configureKernelThreads). */
+  readonly threads: number;
+  /** Why fewer threads run than were asked for, or null. */
+  readonly threadsReason: string | null;
 }
 
-export interface KernelExports {
-  denseForward(a: number, b: number, bias: number, out: number, m: number, k: number, n: number): void;
-  denseWeightStep(
-    a: number, g: number, w: number, v: number, outW: number, outV: number, scratch: number,
-    m: number, k: number, n: number, decay: number, learningRate: number, momentum: number, fused: number,
-  ): void;
+/** Thread counts: a number ≥ 1, or 'auto' (this machine's available parallelism, at most MAX_KERNEL_THREADS). */
+export type KernelThreadsChoice = number | 'auto';
+export const MAX_KERNEL_THREADS = 8;
+
+/** The kernels module's exports (assembly/index.ts); the dense two are also what the threads run. */
+export interface KernelExports extends DenseKernels {
   batchNormReluForward(
     s: number, gamma: number, beta: number, mean: number, variance: number, invStd: number,
     normalized: number, pre: number, relu: number, scratch: number, n: number, d: number, eps: number,
@@ -49,6 +55,7 @@ export interface KernelExports {
   ): void;
   momentumStep(theta: number, v: number, g: number, outTheta: number, outV: number, len: number, learningRate: number, momentum: number): void;
   blend(a: number, b: number, out: number, len: number, alpha: number): void;
+  sumSquares(x: number, out: number, len: number): void;
 }
 
 /** The parts of tfjs-backend-wasm's BackendWasm the kernels use (not all of them typed upstream). */
@@ -77,14 +84,15 @@ const BN_RELU_FORWARD = 'BnmlpBatchNormReluForward';
 const BN_RELU_BACKWARD = 'BnmlpBatchNormReluBackward';
 const MOMENTUM_STEP = 'BnmlpMomentumStep';
 const BLEND = 'BnmlpBlend';
+const SUM_SQUARES = 'BnmlpSumSquares';
 
 const VARIANTS: readonly WasmKernelVariant[] = ['relaxed-simd', 'simd128'];
-const modules = new Map<WasmKernelVariant, WasmModule | string>();
+const modules = new Map<string, WasmModule | string>();
 let registered = false;
-let status: WasmKernelStatus | null = null;
+let status: ChoiceStatus | null = null;
 const instances = new WeakMap<WasmMemory, Map<WasmKernelVariant, KernelExports>>();
 
-function wasmFile(variant: WasmKernelVariant): URL {
+function wasmFile(variant: WasmKernelVariant | `${WasmKernelVariant}-shared`): URL {
   // For test builds only: BNMLP_WASM_KERNELS_DIR names a directory holding kernels-<variant>.wasm
   // built elsewhere (packages/core/scripts/kernel-mutants.mjs runs the kernel suites against planted
   // bugs this way, never touching wasm/). Read once per variant, when the module is first loaded.
@@ -95,7 +103,7 @@ function wasmFile(variant: WasmKernelVariant): URL {
 }
 
 /** The compiled module, or why it cannot run here. */
-function load(variant: WasmKernelVariant): WasmModule | string {
+function load(variant: WasmKernelVariant | `${WasmKernelVariant}-shared`): WasmModule | string {
   let found = modules.get(variant);
   if (found === undefined) {
     try {
@@ -128,6 +136,8 @@ export function allowRelaxedSimd(): boolean {
   return relaxed;
 }
 
+type ChoiceStatus = Pick<WasmKernelStatus, 'choice' | 'variant' | 'reason'>;
+
 /**
  * Chooses what runs the dense layers, batch norm and updates on the wasm backend (default: env
  * BNMLP_WASM_KERNELS, else 'auto'). Other backends always use tfjs ops. Returns the resulting
@@ -136,10 +146,12 @@ export function allowRelaxedSimd(): boolean {
 export function configureWasmKernels(choice: WasmKernelChoice): WasmKernelStatus {
   if (!WASM_KERNEL_CHOICES.includes(choice))
     throw new CoreArgumentError('configureWasmKernels', 'choice', `one of ${WASM_KERNEL_CHOICES.join(', ')}`, describeValue(choice));
-  if (choice === 'off') {
-    status = { choice, variant: null, reason: "turned off ('off')" };
-    return status;
-  }
+  status = chooseVariant(choice);
+  return wasmKernelStatus();
+}
+
+function chooseVariant(choice: WasmKernelChoice): ChoiceStatus {
+  if (choice === 'off') return { choice, variant: null, reason: "turned off ('off')" };
   const failures: string[] = [];
   for (const variant of choice === 'auto' ? VARIANTS : [choice]) {
     const loaded = load(variant);
@@ -149,18 +161,107 @@ export function configureWasmKernels(choice: WasmKernelChoice): WasmKernelStatus
     }
     if (!registered) registerKernels();
     registered = true;
-    status = { choice, variant, reason: null };
-    return status;
+    return { choice, variant, reason: null };
   }
-  status = { choice, variant: null, reason: failures.join('; ') };
-  return status;
+  return { choice, variant: null, reason: failures.join('; ') };
 }
 
 export function wasmKernelStatus(): WasmKernelStatus {
   const fromEnv = process.env.BNMLP_WASM_KERNELS as WasmKernelChoice | undefined;
-  const current = status ?? configureWasmKernels(fromEnv && WASM_KERNEL_CHOICES.includes(fromEnv) ? fromEnv : 'auto');
+  status ??= chooseVariant(fromEnv && WASM_KERNEL_CHOICES.includes(fromEnv) ? fromEnv : 'auto');
   const refused = tf.getBackend() === 'wasm' ? unusable.get(tf.backend()) : undefined;
-  return refused && current.variant ? { choice: current.choice, variant: null, reason: refused } : current;
+  const current: ChoiceStatus = refused && status.variant ? { choice: status.choice, variant: null, reason: refused } : status;
+  const threads = current.variant ? threadsFor(current.variant) : { threads: 1, reason: 'no kernel build runs' };
+  return { ...current, threads: threads.threads, threadsReason: threads.reason };
+}
+
+// Threads for the dense kernels (src/dense-threads.ts): one pool at a time, for the active build
+// and the configured count, started on first use and kept until the configuration changes.
+let threadsWanted: number | null = null;
+let minThreadedWork = 1 << 20;
+let pool: { variant: WasmKernelVariant; threads: DenseThreads } | null = null;
+const threadFailures = new Map<WasmKernelVariant, string>();
+const WORKER_URL = new URL('../worker/dense-worker.mjs', import.meta.url);
+
+function wantedThreads(): number {
+  if (threadsWanted === null) {
+    const fromEnv = process.env.BNMLP_THREADS;
+    const parsed = fromEnv === undefined || fromEnv === 'auto' ? NaN : Number(fromEnv);
+    threadsWanted = Number.isInteger(parsed) && parsed >= 1 && parsed <= MAX_KERNEL_THREADS ? parsed : Math.min(availableParallelism(), MAX_KERNEL_THREADS);
+  }
+  return threadsWanted;
+}
+
+/**
+ * How many threads compute the dense layers' large products (x·W and the weight step) when our
+ * kernels run on wasm: 'auto' (default; or env BNMLP_THREADS) uses this machine's available
+ * parallelism, up to MAX_KERNEL_THREADS. 1 runs the unthreaded kernels in tfjs's memory. Results
+ * are bit-identical for every count. `minWork`: the least m·k·n multiply-adds worth threading
+ * (default 2^20; smaller products run unthreaded, which changes no result). Returns the status.
+ */
+export function configureKernelThreads(threads: KernelThreadsChoice, options: { minWork?: number } = {}): WasmKernelStatus {
+  const op = 'configureKernelThreads';
+  if (threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1 && threads <= MAX_KERNEL_THREADS))
+    throw new CoreArgumentError(op, 'threads', `'auto' or an integer in [1, ${MAX_KERNEL_THREADS}]`, describeValue(threads));
+  if (options.minWork !== undefined && !(Number.isInteger(options.minWork) && options.minWork >= 0))
+    throw new CoreArgumentError(op, 'options.minWork', 'an integer >= 0', describeValue(options.minWork));
+  threadsWanted = threads === 'auto' ? Math.min(availableParallelism(), MAX_KERNEL_THREADS) : threads;
+  if (options.minWork !== undefined) minThreadedWork = options.minWork;
+  if (pool && pool.threads.threads !== threadsWanted) shutdownKernelThreads();
+  // Started now, so a failure to start shows in the status returned.
+  const variant = (status ?? wasmKernelStatus()).variant;
+  if (variant) threadPool(variant, Infinity);
+  return wasmKernelStatus();
+}
+
+/** Threaded products run so far by the current pool (tests check that the threads really ran). */
+export function threadedProductCount(): number {
+  return pool?.threads.runs ?? 0;
+}
+
+/** Ends the kernel threads (they restart on the next threaded product). Safe to call at any time. */
+export function shutdownKernelThreads(): void {
+  pool?.threads.shutdown();
+  pool = null;
+}
+
+/** The threads that would run `variant`'s products, and why fewer than wanted. */
+function threadsFor(variant: WasmKernelVariant): { threads: number; reason: string | null } {
+  const wanted = wantedThreads();
+  if (wanted === 1) return { threads: 1, reason: null };
+  const failure = threadFailures.get(variant) ?? (pool?.variant === variant ? pool.threads.failure : null);
+  if (failure) return { threads: 1, reason: failure };
+  return { threads: wanted, reason: null };
+}
+
+/** Whether a product of `work` multiply-adds would run on threads (as far as is known before trying). */
+function willThread(work: number): boolean {
+  const variant = status?.variant;
+  return !!variant && wantedThreads() > 1 && work >= minThreadedWork && !threadFailures.has(variant);
+}
+
+/** The pool for a product of m·k·n multiply-adds on `variant`, or null: run unthreaded. */
+function threadPool(variant: WasmKernelVariant, work: number): DenseThreads | null {
+  const wanted = wantedThreads();
+  if (wanted === 1 || work < minThreadedWork || threadFailures.has(variant)) return null;
+  if (pool && (pool.variant !== variant || pool.threads.failure)) {
+    if (pool.threads.failure) threadFailures.set(pool.variant, pool.threads.failure);
+    shutdownKernelThreads();
+    if (threadFailures.has(variant)) return null;
+  }
+  if (!pool) {
+    try {
+      if (typeof SharedArrayBuffer === 'undefined') throw new Error('SharedArrayBuffer is unavailable');
+      if (!existsSync(WORKER_URL)) throw new Error(`the kernel thread script is missing (${WORKER_URL.pathname})`);
+      const module = load(`${variant}-shared`);
+      if (typeof module === 'string') throw new Error(`the ${variant}-shared build: ${module}`);
+      pool = { variant, threads: new DenseThreads(module, wanted, WORKER_URL) };
+    } catch (error) {
+      threadFailures.set(variant, (error as Error).message.split('\n')[0]);
+      return null;
+    }
+  }
+  return pool.threads;
 }
 
 /** tfjs wasm modules whose memory the kernels cannot use (say, a shared memory), with why. */
@@ -206,6 +307,25 @@ function address(backend: WasmBackendInternals, t: tf.TensorInfo | undefined): n
   return t ? backend.dataIdMap.get(t.dataId)!.memoryOffset : 0;
 }
 
+function heap(backend: WasmBackendInternals): ArrayBufferLike {
+  return (backend.wasm.asm!.memory as WasmMemory).buffer;
+}
+
+function ref(backend: WasmBackendInternals, t: tf.TensorInfo): TensorRef {
+  return { dataId: t.dataId, offset: address(backend, t) };
+}
+
+/** Runs a threaded product; false (after which the caller runs it unthreaded) when the threads cannot. */
+function tryThreaded(product: () => void): boolean {
+  try {
+    product();
+    return true;
+  } catch (error) {
+    if ((error as Error).name !== 'DenseThreadsError') throw error;
+    return false;
+  }
+}
+
 /** Runs `body` with a float32 scratch buffer of `floats` entries, freed afterwards. */
 function withScratch(backend: WasmBackendInternals, floats: number, body: (scratch: number) => void): void {
   const scratch = backend.makeOutput([floats], 'float32');
@@ -233,7 +353,10 @@ function registerKernels(): void {
     const [m, k] = x.shape;
     const n = w.shape[1];
     const out = b.makeOutput([m, n], 'float32');
-    if (m > 0) kernelExports(b).denseForward(address(b, x), address(b, w), address(b, bias), address(b, out), m, k, n);
+    if (m === 0) return out;
+    const threads = threadPool(activeVariant() ?? 'simd128', m * k * n);
+    if (threads && tryThreaded(() => threads.forward(heap(b), ref(b, x), ref(b, w), ref(b, bias), address(b, out), m, k, n))) return out;
+    kernelExports(b).denseForward(address(b, x), address(b, w), address(b, bias), address(b, out), m, k, n);
     return out;
   });
   register(DENSE_WEIGHT_STEP, (b, inputs, attrs) => {
@@ -243,13 +366,20 @@ function registerKernels(): void {
     const n = g.shape[1];
     const outW = b.makeOutput([k, n], 'float32');
     const outV = v ? b.makeOutput([k, n], 'float32') : null;
-    // m rows × 16 floats: the kernel's contiguous copy of 16 columns of x at a time.
-    withScratch(b, m * 16, (scratch) =>
-      kernelExports(b).denseWeightStep(
-        address(b, x), address(b, g), address(b, w), address(b, v), address(b, outW), outV ? address(b, outV) : 0, scratch,
-        m, k, n, decay, learningRate, momentum, v ? 1 : 0,
+    const threads = threadPool(activeVariant() ?? 'simd128', m * k * n);
+    const threaded = threads && tryThreaded(() =>
+      threads.weightStep(
+        heap(b), ref(b, x), ref(b, g), ref(b, w), v ? ref(b, v) : null, ref(b, outW), outV ? ref(b, outV) : null, m, k, n, decay, learningRate, momentum,
       ),
     );
+    // m rows × 16 floats: the kernel's contiguous copy of 16 columns of x at a time.
+    if (!threaded)
+      withScratch(b, m * 16, (scratch) =>
+        kernelExports(b).denseWeightStep(
+          address(b, x), address(b, g), address(b, w), address(b, v), address(b, outW), outV ? address(b, outV) : 0, scratch,
+          m, k, n, decay, learningRate, momentum, v ? 1 : 0, 0, k,
+        ),
+      );
     return outV ? [outW, outV] : outW;
   });
   register(BN_RELU_FORWARD, (b, inputs, attrs) => {
@@ -288,6 +418,12 @@ function registerKernels(): void {
     kernelExports(b).momentumStep(address(b, theta), address(b, v), address(b, g), address(b, outTheta), address(b, outV), len, learningRate, momentum);
     return [outTheta, outV];
   });
+  register(SUM_SQUARES, (b, inputs) => {
+    const { x } = inputs as Inputs;
+    const out = b.makeOutput([], 'float32');
+    kernelExports(b).sumSquares(address(b, x), address(b, out), x!.shape.reduce((p, q) => p * q, 1));
+    return out;
+  });
   register(BLEND, (b, inputs, attrs) => {
     const { a, other } = inputs as Inputs;
     const out = b.makeOutput(a!.shape, 'float32');
@@ -306,7 +442,9 @@ function registerKernels(): void {
  */
 export function denseScores(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, weightsReused = false): tf.Tensor2D {
   const variant = activeVariant();
-  if (variant === 'relaxed-simd' || (variant === 'simd128' && !weightsReused)) return tf.engine().runKernel(DENSE_FORWARD, { x, w, bias: b }) as tf.Tensor2D;
+  // On several threads our kernel beats single-threaded XNNPACK even with W packed.
+  const threaded = variant !== null && willThread(x.shape[0] * x.shape[1] * w.shape[1]);
+  if (variant === 'relaxed-simd' || (variant === 'simd128' && (!weightsReused || threaded))) return tf.engine().runKernel(DENSE_FORWARD, { x, w, bias: b }) as tf.Tensor2D;
   return tf.add(tf.matMul(x, w), b);
 }
 
@@ -386,6 +524,15 @@ export function momentumStep<T extends tf.Tensor>(theta: T, v: T, g: T | null, l
   }
   const nextV = (g ? tf.add(tf.mul(v, momentum), tf.mul(g, learningRate)) : tf.mul(v, momentum)) as T;
   return { theta: tf.sub(theta, nextV) as T, v: nextV };
+}
+
+/**
+ * Σ w² as a float32 scalar. On the kernel path the sum runs in float64 and is rounded once (tfjs's
+ * float32 sum drifts by ~3e-5 relative over the 153,600 weights of the first layer).
+ */
+export function sumOfSquares(w: tf.Tensor): tf.Scalar {
+  if (activeVariant()) return tf.engine().runKernel(SUM_SQUARES, { x: w }, {}) as tf.Scalar;
+  return tf.sum(tf.square(w));
 }
 
 /** α·a + (1 − α)·b (the BN running averages), as a new tensor. */

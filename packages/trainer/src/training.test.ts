@@ -1,4 +1,4 @@
-import { disposeModel, initBackend, modelValues, type LayerValues } from '@bnmlp/core';
+import { backendInfo, configureKernelThreads, disposeModel, initBackend, modelValues, type LayerValues } from '@bnmlp/core';
 import { beforeAll, describe, expect, test } from 'vitest';
 import type { TrainingState } from './checkpoint.js';
 import { recomputePopulationStatistics } from './precise-bn.js';
@@ -90,6 +90,23 @@ describe('trainNetwork', () => {
     expect(resumed.status).toBe('completed');
     expect(reproducible(resumed.history)).toEqual(reproducible(straight.outcome.history));
     expectSameWeights(weights, straight.weights);
+  });
+
+  test('on wasm, 1 and 2 kernel threads give a bit-identical history and weights (fixed partition, each entry summed in one order)', async () => {
+    const previous = backendInfo()!.name;
+    await initBackend('wasm');
+    try {
+      configureKernelThreads(1);
+      const one = await trainToEnd(tinyConfig({ epochs: 4 }));
+      // minWork 0: every dense product of the tiny network runs on both threads.
+      expect(configureKernelThreads(2, { minWork: 0 })).toMatchObject({ threads: 2, threadsReason: null });
+      const two = await trainToEnd(tinyConfig({ epochs: 4 }));
+      expect(reproducible(two.outcome.history)).toEqual(reproducible(one.outcome.history));
+      expectSameWeights(two.weights, one.weights);
+    } finally {
+      configureKernelThreads('auto', { minWork: 1 << 20 });
+      await initBackend(previous);
+    }
   });
 
   test('a diverging run stops at the step whose loss is not finite, names it, and never checkpoints the diverged state', async () => {

@@ -1,0 +1,244 @@
+import fc from 'fast-check';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from './backend.js';
+import { DenseThreads, splitRows } from './dense-threads.js';
+import { CoreArgumentError } from './errors.js';
+import { createModel, disposeModel, modelValues } from './model.js';
+import { createPrng, nextNormal } from './prng.js';
+import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
+import {
+  allowRelaxedSimd, configureKernelThreads, configureWasmKernels, denseMomentumStep, denseScores, denseWeightGradient,
+  shutdownKernelThreads, threadedProductCount, wasmKernelStatus, type WasmKernelVariant,
+} from './wasm-kernels.js';
+
+// The threaded dense products (dense-threads.ts): a split across threads must give the bits of
+// the unthreaded kernels (so results never depend on the thread count), each thread must write
+// only its own rows, and whole training runs must be bit-identical with 1 and 2 threads. The
+// equivalence, train-step and robustness suites also run on the threads ('wasm+2-threads') and
+// compare them with @bnmlp/reference.
+
+const variants: WasmKernelVariant[] = allowRelaxedSimd() ? ['relaxed-simd', 'simd128'] : ['simd128'];
+const WORKER_URL = new URL('../worker/dense-worker.mjs', import.meta.url);
+// The project's lib settings carry no wasm types.
+const WasmModuleClass = (globalThis as unknown as { WebAssembly: { Module: new (bytes: Uint8Array) => object } }).WebAssembly.Module;
+// The build wasm-kernels.ts loads: BNMLP_WASM_KERNELS_DIR (the planted kernel bugs of scripts/kernel-mutants.mjs) or wasm/.
+const sharedModule = (variant: WasmKernelVariant) => {
+  const dir = process.env.BNMLP_WASM_KERNELS_DIR;
+  const file = `kernels-${variant}-shared.wasm`;
+  return new WasmModuleClass(readFileSync(dir ? join(dir, file) : new URL(`../wasm/${file}`, import.meta.url)));
+};
+
+const shapes = () =>
+  fc.record({
+    m: fc.integer({ min: 1, max: 70 }),
+    k: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 16, max: 200 })),
+    n: fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 8, max: 40 })),
+    seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+  });
+
+function normals(seed: number, size: number): Float32Array {
+  const prng = createPrng(seed);
+  return Float32Array.from({ length: size }, () => nextNormal(prng));
+}
+
+const bits = (values: Float32Array) => Array.from(new Uint32Array(values.buffer, values.byteOffset, values.length));
+
+describe('splitRows', () => {
+  test('parts cover [0, rows) in order, without overlap, starting at multiples of the alignment', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 5000 }), fc.integer({ min: 1, max: 8 }), fc.constantFrom(1, 4, 16), (rows, parts, align) => {
+        const split = splitRows(rows, parts, align);
+        expect(split).toHaveLength(parts);
+        expect(split[0][0]).toBe(0);
+        expect(split[parts - 1][1]).toBe(rows);
+        split.forEach(([begin, end], t) => {
+          expect(end).toBeGreaterThanOrEqual(begin);
+          if (t > 0) expect(begin).toBe(split[t - 1][1]);
+          if (begin < rows) expect(begin % align).toBe(0);
+        });
+      }),
+    );
+  });
+
+  test('two threads share 100 rows (align 4) and 3072 rows (align 16) about evenly', () => {
+    expect(splitRows(100, 2, 4)).toEqual([[0, 52], [52, 100]]);
+    expect(splitRows(3072, 2, 16)).toEqual([[0, 1536], [1536, 3072]]);
+  });
+});
+
+describe.each(variants)('threaded dense products, %s build', (variant) => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+    configureWasmKernels(variant);
+  });
+  afterAll(() => {
+    configureKernelThreads(1, { minWork: 1 << 20 });
+    configureWasmKernels('auto');
+  });
+
+  /** x·W + b, the gradient xᵀg + 2λW and the fused momentum step, as plain arrays. */
+  function products(p: { m: number; k: number; n: number; seed: number }) {
+    const { m, k, n, seed } = p;
+    return tf.tidy(() => {
+      const x = tf.tensor2d(normals(seed, m * k), [m, k]);
+      const w = tf.tensor2d(normals(seed + 1, k * n), [k, n]);
+      const b = tf.tensor1d(normals(seed + 2, n));
+      const g = tf.tensor2d(normals(seed + 3, m * n), [m, n]);
+      const v = tf.tensor2d(normals(seed + 4, k * n), [k, n]);
+      const step = denseMomentumStep(x, g, w, v, { lambda: 0.01, learningRate: 0.1, momentum: 0.9 });
+      return [denseScores(x, w, b), denseWeightGradient(x, g, w, 0.01), step.w, step.v].map((t) => t.dataSync() as Float32Array);
+    });
+  }
+
+  test('2 and 3 threads give the bits of the unthreaded kernels on every shape path', () => {
+    fc.assert(
+      fc.property(shapes(), (p) => {
+        // Arrange
+        configureKernelThreads(1);
+        const unthreaded = products(p);
+        for (const threads of [2, 3]) {
+          // Act
+          expect(configureKernelThreads(threads, { minWork: 0 })).toMatchObject({ variant, threads, threadsReason: null });
+          const before = threadedProductCount();
+          const threaded = products(p);
+          // Assert
+          expect(threadedProductCount() - before).toBe(3); // x·W + b, the gradient, the momentum step
+          threaded.forEach((values, i) => expect(bits(values), `product ${i}, ${threads} threads, ${JSON.stringify(p)}`).toEqual(bits(unthreaded[i])));
+        }
+      }),
+      { numRuns: 25 },
+    );
+  });
+
+  test.each([[37, 70, 19], [13, 40, 5]])('each thread writes only its own rows of the output (m %i, k %i, n %i)', (m, k, n) => {
+    // Arrange: a heap standing in for tfjs's, with the operands and canary-filled outputs.
+    const pool = new DenseThreads(sharedModule(variant), 2, WORKER_URL);
+    const layout = { x: 0, w: m * k, b: m * k + k * n, out: m * k + k * n + n, g: 0, v: 0, outW: 0, outV: 0 };
+    layout.g = layout.out + m * n;
+    layout.v = layout.g + m * n;
+    layout.outW = layout.v + k * n;
+    layout.outV = layout.outW + k * n;
+    const heap = new Float32Array(layout.outV + k * n + 64);
+    heap.set(normals(1, layout.outW));
+    const canary = heap.slice();
+    const ref = (name: keyof typeof layout) => ({ dataId: {}, offset: layout[name] * 4 });
+    const forward = () => pool.forward(heap.buffer, ref('x'), ref('w'), ref('b'), layout.out * 4, m, k, n);
+    const step = () => pool.weightStep(heap.buffer, ref('x'), ref('g'), ref('w'), ref('v'), ref('outW'), ref('outV'), m, k, n, 0.02, 0.1, 0.9);
+    try {
+      forward();
+      step();
+      const full = heap.slice();
+      const rowParts = { forward: splitRows(m, 2, 4), step: splitRows(k, 2, 16) };
+      for (const t of [0, 1]) {
+        // Act
+        heap.set(canary);
+        pool.probePart = t;
+        forward();
+        step();
+        // Assert: the part's rows as in the full run, every other output entry untouched by this thread (NaN), inputs unchanged.
+        const rowOf = (index: number, base: number, width: number) => Math.floor((index - base) / width);
+        for (let i = 0; i < heap.length; i++) {
+          const inOut = i >= layout.out && i < layout.out + m * n;
+          const inW = i >= layout.outW && i < layout.outW + 2 * k * n;
+          let expected: number;
+          if (inOut) {
+            const [begin, end] = rowParts.forward[t];
+            const row = rowOf(i, layout.out, n);
+            expected = row >= begin && row < end ? full[i] : NaN;
+          } else if (inW) {
+            const [begin, end] = rowParts.step[t];
+            const row = rowOf(i, i < layout.outV ? layout.outW : layout.outV, n);
+            expected = row >= begin && row < end ? full[i] : NaN;
+          } else expected = canary[i];
+          if (!Object.is(heap[i], expected)) throw new Error(`thread ${t}: heap entry ${i} is ${heap[i]}, expected ${expected}`);
+        }
+      }
+    } finally {
+      pool.shutdown();
+    }
+  });
+});
+
+describe('training with 1 and 2 kernel threads', () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+    configureWasmKernels('auto');
+  });
+  afterAll(() => {
+    configureKernelThreads(1, { minWork: 1 << 20 });
+  });
+
+  function train(threads: number): { losses: number[]; values: Float32Array[] } {
+    configureKernelThreads(threads, { minWork: 0 });
+    const model = createModel({ inputDim: 96, hiddenDims: [24, 12], classes: 10, batchNorm: true }, { seed: 3 });
+    const state = createMomentumState(model);
+    const losses: number[] = [];
+    try {
+      for (let step = 0; step < 30; step++) {
+        const x = { rows: 20, cols: 96, data: normals(100 + step, 20 * 96) };
+        const labels = Array.from({ length: 20 }, (_, i) => (i * 7 + step) % 10);
+        // η changes every step, as under a schedule.
+        losses.push(trainStep(model, state, x, labels, { lambda: 0.005, learningRate: 0.05 / (1 + step), momentum: 0.9 }, { returnLoss: true }).loss!);
+      }
+      const values = modelValues(model).flatMap((layer) => [layer.W, layer.b, layer.gamma!, layer.beta!, layer.runningMean!, layer.runningVar!].filter(Boolean));
+      for (const v of state.velocity.values()) values.push(v.dataSync() as Float32Array);
+      return { losses, values };
+    } finally {
+      disposeMomentumState(state);
+      disposeModel(model);
+    }
+  }
+
+  test('the same seed gives a bit-identical history, parameters, momentum and running averages', () => {
+    // Arrange / Act
+    const one = train(1);
+    const before = threadedProductCount();
+    const two = train(2);
+    // Assert
+    expect(threadedProductCount() - before).toBeGreaterThanOrEqual(30 * 3 * 2);
+    expect(two.losses).toEqual(one.losses);
+    two.values.forEach((values, i) => expect(bits(values), `array ${i}`).toEqual(bits(one.values[i])));
+  });
+});
+
+describe('configureKernelThreads', () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+    configureWasmKernels('auto');
+  });
+  afterAll(() => {
+    configureKernelThreads(1, { minWork: 1 << 20 });
+  });
+
+  test('reports the threads in wasmKernelStatus, restarts after shutdownKernelThreads, and 1 thread runs no pool', () => {
+    expect(configureKernelThreads(2, { minWork: 0 })).toMatchObject({ threads: 2, threadsReason: null });
+    expect(wasmKernelStatus().threads).toBe(2);
+    shutdownKernelThreads();
+    expect(threadedProductCount()).toBe(0);
+    tf.tidy(() => denseScores(tf.ones([8, 16]), tf.ones([16, 8]), tf.zeros([8])));
+    expect(threadedProductCount()).toBe(1); // a new pool
+    configureKernelThreads(1);
+    expect(wasmKernelStatus()).toMatchObject({ threads: 1, threadsReason: null });
+    tf.tidy(() => denseScores(tf.ones([8, 16]), tf.ones([16, 8]), tf.zeros([8])));
+    expect(threadedProductCount()).toBe(0);
+  });
+
+  test('with the kernels off there are no threads, and the status says why', () => {
+    configureWasmKernels('off');
+    try {
+      expect(configureKernelThreads(2)).toMatchObject({ variant: null, threads: 1, threadsReason: 'no kernel build runs' });
+    } finally {
+      configureWasmKernels('auto');
+    }
+  });
+
+  test('bad counts and minWork are CoreArgumentErrors naming the argument', () => {
+    for (const bad of [0, 1.5, 9, -1, '2'])
+      expect(() => configureKernelThreads(bad as number)).toThrow(CoreArgumentError);
+    expect(() => configureKernelThreads(2, { minWork: -1 })).toThrow(/options\.minWork/);
+    expect(() => configureKernelThreads(0)).toThrow(/threads/);
+  });
+});

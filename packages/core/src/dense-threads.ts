@@ -1,0 +1,317 @@
+import { Worker } from 'node:worker_threads';
+
+// The dense layers' two large products on several threads: x·W + b split by rows of x, and the
+// fused weight step split by rows of W (assembly/dense.ts). Each output entry is the same sum in
+// the same order whichever thread computes it, so any thread count gives the bits of one thread
+// (and of the unthreaded kernels): results never depend on the thread count.
+//
+// tfjs-backend-wasm's memory is not shared (its threaded build cannot start in Node.js), so
+// threads cannot read tensors where tfjs keeps them. The kernels' '-shared' build runs on a
+// shared memory of our own instead: inputs are copied in, outputs copied back into the tfjs
+// output tensors. Copies cost little next to the products (a 100 × 3072 batch is 1.2 MB; memcpy
+// runs at tens of GB/s) and two are avoided: the input x copied for the forward product is
+// reused by the weight step of the same layer, and the W and velocity written by a weight step
+// are kept here, tagged with the tfjs tensors they were copied to, so the next step finds them.
+// The worker threads live as long as the pool (until shutdown or the process ends), spinning
+// briefly between requests (a train step asks again within a millisecond) and then sleeping.
+
+/** The two kernels the threads run (assembly/dense.ts). */
+export interface DenseKernels {
+  denseForward(a: number, b: number, bias: number, out: number, m: number, k: number, n: number): void;
+  denseWeightStep(
+    a: number, g: number, w: number, v: number, outW: number, outV: number, scratch: number,
+    m: number, k: number, n: number, decay: number, learningRate: number, momentum: number, fused: number, rowBegin: number, rowEnd: number,
+  ): void;
+}
+
+/** A float32 tensor's data in the tfjs heap: its byte offset, and its dataId (identity tags copies). */
+export interface TensorRef {
+  readonly dataId: object;
+  readonly offset: number;
+}
+
+// The WebAssembly JS API as used here (the project's lib settings carry no DOM or wasm types).
+interface SharedMemory { readonly buffer: ArrayBufferLike; grow(pages: number): number }
+interface WasmModule { readonly __brand?: 'WebAssembly.Module' }
+const WebAssemblyApi = (globalThis as unknown as {
+  WebAssembly: {
+    Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => SharedMemory;
+    Instance: new (module: WasmModule, imports: object) => { readonly exports: object };
+  };
+}).WebAssembly;
+
+// Control block of one worker (Int32Array indices; float arguments share the buffer).
+const REQUEST = 0, DONE = 1, OP = 2, STATUS = 3, READY = 4, INT_ARGS = 8, FLOAT_ARGS = 32, CONTROL_INTS = 48;
+const OP_EXIT = 0, OP_FORWARD = 1, OP_WEIGHT_STEP = 2;
+const PAGE = 65536;
+/** Initial 16 MiB; at most 1 GiB (past that, callers fall back to the unthreaded kernels). */
+const INITIAL_PAGES = 256, MAXIMUM_PAGES = 16384;
+/** How long a worker spins for the next request before sleeping. */
+const WORKER_SPIN_MS = 2;
+/** A worker that has not answered in this long is taken as dead (its part would never come). */
+const ANSWER_TIMEOUT_MS = 60_000;
+/** A worker that has not started in this long is taken as unable to start (the pool is not used). */
+const START_TIMEOUT_MS = 10_000;
+/** W and velocity copies kept: a step of two threaded layers holds 8 (W, v in; W, v out, per layer). */
+const KEPT_WEIGHT_COPIES = 8;
+
+interface Region { readonly offset: number; readonly floats: number }
+interface Thread { readonly worker: Worker; readonly ctrl: Int32Array; readonly floats: Float32Array; seq: number }
+
+/** Rows [begin, end) of each part when `rows` are split into `parts`, at multiples of `align`. */
+export function splitRows(rows: number, parts: number, align: number): Array<[number, number]> {
+  const bounds: number[] = [];
+  for (let t = 0; t <= parts; t++) bounds.push(t === parts ? rows : Math.min(rows, Math.round((rows * t) / parts / align) * align));
+  return bounds.slice(0, parts).map((begin, t) => [begin, bounds[t + 1]]);
+}
+
+export class DenseThreadsError extends Error {
+  override readonly name = 'DenseThreadsError';
+}
+
+export class DenseThreads {
+  readonly threads: number;
+  private readonly memory: SharedMemory;
+  private readonly kernels: DenseKernels;
+  private readonly workers: Thread[] = [];
+  private broken: string | null = null;
+  /** Products run on the threads so far. */
+  runs = 0;
+  /**
+   * For tests only: run part t alone, on its own thread (0: the caller's), after filling the
+   * output regions with NaN, so what comes back shows exactly which entries that thread wrote.
+   */
+  probePart: number | null = null;
+  private top = 0;
+  private readonly spare = new Map<number, number[]>();
+  private readonly named = new Map<string, Region & { tag: object | null }>();
+  /** The weight step's output regions, not yet kept (for probePart). */
+  private fresh: Region[] = [];
+  /** Copies of W and velocity tensors by dataId, oldest first. */
+  private readonly kept = new Map<object, Region>();
+
+  /** `module`: a '-shared' build of the kernels. Starts threads − 1 workers; the caller's thread is the first. */
+  constructor(module: WasmModule, threads: number, workerUrl: URL) {
+    this.threads = threads;
+    this.memory = new WebAssemblyApi.Memory({ initial: INITIAL_PAGES, maximum: MAXIMUM_PAGES, shared: true });
+    this.kernels = new WebAssemblyApi.Instance(module, { env: { memory: this.memory } }).exports as unknown as DenseKernels;
+    for (let t = 1; t < threads; t++) {
+      const control = new SharedArrayBuffer(CONTROL_INTS * 4);
+      const worker = new Worker(workerUrl, { workerData: { module, memory: this.memory, control, spinMs: WORKER_SPIN_MS } });
+      worker.unref();
+      const fail = (why: string) => { this.broken ??= why; };
+      worker.on('error', (error) => fail(`a kernel thread failed: ${error.message}`));
+      worker.on('exit', (code) => fail(`a kernel thread exited (code ${code})`));
+      this.workers.push({ worker, ctrl: new Int32Array(control), floats: new Float32Array(control), seq: 0 });
+    }
+    // A worker boots on its own thread (no event loop turn needed here), so waiting is safe; one
+    // that cannot start (say, its script is missing) would otherwise be found out only by a timeout.
+    for (const w of this.workers) {
+      if (Atomics.wait(w.ctrl, READY, 0, START_TIMEOUT_MS) === 'timed-out' && Atomics.load(w.ctrl, READY) === 0) {
+        for (const other of this.workers) void other.worker.terminate();
+        this.workers.length = 0;
+        throw new DenseThreadsError(`a kernel thread did not start within ${START_TIMEOUT_MS / 1000} s`);
+      }
+    }
+  }
+
+  /** Why the pool cannot run (a worker failed or exited), or null. */
+  get failure(): string | null {
+    return this.broken;
+  }
+
+  /** Ends the worker threads. */
+  shutdown(): void {
+    for (const w of this.workers) {
+      w.ctrl[OP] = OP_EXIT;
+      Atomics.store(w.ctrl, REQUEST, ++w.seq);
+      Atomics.notify(w.ctrl, REQUEST);
+    }
+    this.broken ??= 'shut down';
+    this.workers.length = 0;
+  }
+
+  /** out[m×n] = x[m×k]·W[k×n] + bias, rows of x split across the threads. */
+  forward(heap: ArrayBufferLike, x: TensorRef, w: TensorRef, bias: TensorRef | null, out: number, m: number, k: number, n: number): void {
+    const xIn = this.input(heap, `x${k}`, x, m * k);
+    const wIn = this.keptCopy(heap, w, k * n);
+    const biasIn = bias ? this.input(heap, 'bias', bias, n, false) : null;
+    const outIn = this.region('out', m * n);
+    const parts = splitRows(m, this.threads, 4);
+    this.run(parts, ([begin, end]) => [OP_FORWARD, [
+      xIn.offset + begin * k * 4, wIn.offset, biasIn ? biasIn.offset : 0, outIn.offset + begin * n * 4, end - begin, k, n,
+    ], []]);
+    this.copyOut(heap, outIn, out, m * n);
+  }
+
+  /**
+   * The weight step of assembly/dense.ts (v given: fused momentum step into outW and outV; else
+   * the gradient into outW), rows of W split across the threads. Keeps copies of the outputs.
+   */
+  weightStep(
+    heap: ArrayBufferLike, x: TensorRef, g: TensorRef, w: TensorRef, v: TensorRef | null, outW: TensorRef, outV: TensorRef | null,
+    m: number, k: number, n: number, decay: number, learningRate: number, momentum: number,
+  ): void {
+    const size = k * n;
+    const xIn = this.input(heap, `x${k}`, x, m * k);
+    const gIn = this.input(heap, 'g', g, m * n, false);
+    const wIn = this.keptCopy(heap, w, size);
+    const vIn = v ? this.keptCopy(heap, v, size) : null;
+    const outWIn = this.allocate(size);
+    const outVIn = outV ? this.allocate(size) : null;
+    this.fresh = outVIn ? [outWIn, outVIn] : [outWIn];
+    const scratch = this.workers.map((_, t) => this.region(`scratch${t + 1}`, m * 16));
+    scratch.unshift(this.region('scratch0', m * 16));
+    const parts = splitRows(k, this.threads, 16);
+    this.run(parts, ([begin, end], t) => [OP_WEIGHT_STEP, [
+      xIn.offset, gIn.offset, wIn.offset, vIn ? vIn.offset : 0, outWIn.offset, outVIn ? outVIn.offset : 0, scratch[t].offset,
+      m, k, n, v ? 1 : 0, begin, end,
+    ], [decay, learningRate, momentum]]);
+    this.copyOut(heap, outWIn, outW.offset, size);
+    this.keep(outW.dataId, outWIn);
+    if (outV && outVIn) {
+      this.copyOut(heap, outVIn, outV.offset, size);
+      this.keep(outV.dataId, outVIn);
+    }
+  }
+
+  /** Runs part t of `parts` on thread t (0: this one) and waits for all. */
+  private run(parts: Array<[number, number]>, request: (part: [number, number], t: number) => [number, number[], number[]]): void {
+    if (this.broken) throw new DenseThreadsError(this.broken);
+    this.runs++;
+    const asked: Thread[] = [];
+    const probe = this.probePart;
+    if (probe !== null) {
+      for (const [t, part] of parts.entries()) if (t !== probe) part[1] = part[0];
+      this.fillOutputs(request);
+    }
+    parts.forEach((part, t) => {
+      if (t === 0 || part[0] === part[1]) return;
+      const w = this.workers[t - 1];
+      const [op, ints, floats] = request(part, t);
+      w.ctrl[OP] = op;
+      ints.forEach((value, i) => { w.ctrl[INT_ARGS + i] = value; });
+      floats.forEach((value, i) => { w.floats[FLOAT_ARGS + i] = value; });
+      Atomics.store(w.ctrl, REQUEST, ++w.seq);
+      Atomics.notify(w.ctrl, REQUEST);
+      asked.push(w);
+    });
+    if (parts[0][0] !== parts[0][1]) this.runHere(...request(parts[0], 0));
+    for (const w of asked) this.awaitAnswer(w);
+  }
+
+  /** Fills what the request's outputs point to (whole regions) with NaN: see probePart. */
+  private fillOutputs(request: (part: [number, number], t: number) => [number, number[], number[]]): void {
+    const [op, ints] = request([0, 0], 0);
+    const view = new Float32Array(this.memory.buffer);
+    const outputs = op === OP_FORWARD ? [3] : [4, 5];
+    for (const arg of outputs) {
+      const region = [...this.named.values(), ...this.kept.values(), ...this.fresh].find((r) => r.offset === ints[arg]);
+      if (region) view.fill(NaN, region.offset / 4, region.offset / 4 + region.floats);
+    }
+  }
+
+  private runHere(op: number, ints: number[], floats: number[]): void {
+    const i = (n: number) => ints[n];
+    if (op === OP_FORWARD) this.kernels.denseForward(i(0), i(1), i(2), i(3), i(4), i(5), i(6));
+    else this.kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), floats[0], floats[1], floats[2], i(10), i(11), i(12));
+  }
+
+  private awaitAnswer(w: Thread): void {
+    let spins = 0;
+    let deadline = 0;
+    while (Atomics.load(w.ctrl, DONE) !== w.seq) {
+      if ((++spins & 1023) !== 0) continue;
+      const now = performance.now();
+      if (deadline === 0) deadline = now + ANSWER_TIMEOUT_MS;
+      else if (now > deadline) {
+        this.broken = `a kernel thread did not answer in ${ANSWER_TIMEOUT_MS / 1000} s`;
+        throw new DenseThreadsError(this.broken);
+      } else Atomics.wait(w.ctrl, DONE, Atomics.load(w.ctrl, DONE), 1);
+    }
+    if (w.ctrl[STATUS] !== 0) {
+      this.broken = 'a kernel thread trapped';
+      throw new DenseThreadsError(this.broken);
+    }
+  }
+
+  /** A named region holding a copy of `t`; not copied again while it holds the same tensor (`reuse`). */
+  private input(heap: ArrayBufferLike, name: string, t: TensorRef, floats: number, reuse = true): Region {
+    const region = this.region(name, floats);
+    if (!reuse || region.tag !== t.dataId) {
+      this.copyIn(heap, t.offset, region, floats);
+      region.tag = reuse ? t.dataId : null;
+    }
+    return region;
+  }
+
+  /** A region for `name` of at least `floats` floats (reallocated, and its tag dropped, when too small). */
+  private region(name: string, floats: number): Region & { tag: object | null } {
+    let found = this.named.get(name);
+    if (!found || found.floats < floats) {
+      if (found) this.release(found);
+      found = { ...this.allocate(floats), tag: null };
+      this.named.set(name, found);
+    }
+    return found;
+  }
+
+  /** The kept copy of a W or velocity tensor, made now if there is none. */
+  private keptCopy(heap: ArrayBufferLike, t: TensorRef, floats: number): Region {
+    const found = this.kept.get(t.dataId);
+    if (found && found.floats === floats) {
+      this.kept.delete(t.dataId); // most recently used last
+      this.kept.set(t.dataId, found);
+      return found;
+    }
+    const region = this.allocate(floats);
+    this.copyIn(heap, t.offset, region, floats);
+    this.keep(t.dataId, region);
+    return region;
+  }
+
+  private keep(dataId: object, region: Region): void {
+    const old = this.kept.get(dataId);
+    if (old) this.release(old);
+    this.kept.delete(dataId);
+    this.kept.set(dataId, region);
+    while (this.kept.size > KEPT_WEIGHT_COPIES) {
+      const [oldest, oldRegion] = this.kept.entries().next().value as [object, Region];
+      this.kept.delete(oldest);
+      this.release(oldRegion);
+    }
+  }
+
+  private allocate(floats: number): Region {
+    const reused = this.spare.get(floats)?.pop();
+    if (reused !== undefined) return { offset: reused, floats };
+    // 64-byte alignment: whole cache lines per region.
+    const offset = Math.ceil(this.top / 64) * 64;
+    const end = offset + floats * 4;
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE);
+      try {
+        this.memory.grow(pages);
+      } catch {
+        throw new DenseThreadsError(`the threads' memory cannot grow to ${Math.ceil(end / 2 ** 20)} MiB (at most ${(MAXIMUM_PAGES * PAGE) / 2 ** 30} GiB)`);
+      }
+    }
+    this.top = end;
+    return { offset, floats };
+  }
+
+  private release(region: Region): void {
+    const list = this.spare.get(region.floats);
+    if (list) list.push(region.offset);
+    else this.spare.set(region.floats, [region.offset]);
+  }
+
+  private copyIn(heap: ArrayBufferLike, from: number, region: Region, floats: number): void {
+    new Float32Array(this.memory.buffer, region.offset, floats).set(new Float32Array(heap, from, floats));
+  }
+
+  private copyOut(heap: ArrayBufferLike, region: Region, to: number, floats: number): void {
+    new Float32Array(heap, to, floats).set(new Float32Array(this.memory.buffer, region.offset, floats));
+  }
+}
