@@ -6,7 +6,7 @@
 import { allowRelaxedSimd, initBackend, createModel, createMomentumState, trainStep, tf, configureWasmKernels } from '../dist/index.js';
 allowRelaxedSimd();
 await initBackend('wasm');
-console.log(configureWasmKernels(process.argv[2] ?? 'auto'));
+console.log(configureWasmKernels(process.argv[2] ?? 'auto')); const { configureKernelThreads } = await import('../dist/index.js'); console.log(configureKernelThreads(Number(process.argv[3] ?? 1)));
 const model = createModel({ inputDim: 3072, hiddenDims: [50, 30], classes: 10, batchNorm: true }, { seed: 1 });
 const state = createMomentumState(model);
 const data = new Float32Array(100 * 3072).map(() => Math.random() - 0.5);

@@ -15,9 +15,11 @@ import { Worker } from 'node:worker_threads';
 // The worker threads live as long as the pool (until shutdown or the process ends), spinning
 // briefly between requests (a train step asks again within a millisecond) and then sleeping.
 
-/** The two kernels the threads run (assembly/dense.ts). */
+/** The kernels the threads use (assembly/dense.ts). */
 export interface DenseKernels {
   denseForward(a: number, b: number, bias: number, out: number, m: number, k: number, n: number): void;
+  denseForwardStrided(a: number, b: number, bias: number, out: number, m: number, k: number, n: number, stride: number): void;
+  copyRows(src: number, srcStride: number, dst: number, dstStride: number, rows: number, cols: number): void;
   denseWeightStep(
     a: number, g: number, w: number, v: number, outW: number, outV: number, scratch: number,
     m: number, k: number, n: number, decay: number, learningRate: number, momentum: number, fused: number, rowBegin: number, rowEnd: number,
@@ -54,6 +56,8 @@ const ANSWER_TIMEOUT_MS = 60_000;
 const START_TIMEOUT_MS = 10_000;
 /** W and velocity copies kept: a step of two threaded layers holds 8 (W, v in; W, v out, per layer). */
 const KEPT_WEIGHT_COPIES = 8;
+/** Row-padded copies of W for x·W (a train step's threaded layers, or inference's). */
+const KEPT_PADDED_COPIES = 4;
 
 interface Region { readonly offset: number; readonly floats: number }
 interface Thread { readonly worker: Worker; readonly ctrl: Int32Array; readonly floats: Float32Array; seq: number }
@@ -63,6 +67,11 @@ export function splitRows(rows: number, parts: number, align: number): Array<[nu
   const bounds: number[] = [];
   for (let t = 0; t <= parts; t++) bounds.push(t === parts ? rows : Math.min(rows, Math.round((rows * t) / parts / align) * align));
   return bounds.slice(0, parts).map((begin, t) => [begin, bounds[t + 1]]);
+}
+
+/** Row stride of W and out for x·W: n rounded up to a multiple of 4 floats (16-byte aligned rows); n below 8 (the scalar path) as is. */
+function paddedStride(n: number): number {
+  return n < 8 ? n : Math.ceil(n / 4) * 4;
 }
 
 export class DenseThreadsError extends Error {
@@ -89,6 +98,8 @@ export class DenseThreads {
   private fresh: Region[] = [];
   /** Copies of W and velocity tensors by dataId, oldest first. */
   private readonly kept = new Map<object, Region>();
+  /** Copies of W with rows padded to a multiple of 4 floats (see forward), by dataId, oldest first. */
+  private readonly padded = new Map<object, Region>();
 
   /** `module`: a '-shared' build of the kernels. Starts threads − 1 workers; the caller's thread is the first. */
   constructor(module: WasmModule, threads: number, workerUrl: URL) {
@@ -131,17 +142,39 @@ export class DenseThreads {
     this.workers.length = 0;
   }
 
-  /** out[m×n] = x[m×k]·W[k×n] + bias, rows of x split across the threads. */
-  forward(heap: ArrayBufferLike, x: TensorRef, w: TensorRef, bias: TensorRef | null, out: number, m: number, k: number, n: number): void {
-    const xIn = this.input(heap, `x${k}`, x, m * k);
-    const wIn = this.keptCopy(heap, w, k * n);
+  /**
+   * out[m×n] = x[m×k]·W[k×n] + bias, rows of x split across the threads. W and out are laid out
+   * here with rows padded to a multiple of 4 floats, which keeps the kernel's loads aligned
+   * (assembly/dense.ts denseForwardStrided); the padded W is kept for the next product with it.
+   */
+  forward(
+    heap: ArrayBufferLike, x: TensorRef | Float32Array, w: TensorRef, bias: TensorRef | null, out: number, m: number, k: number, n: number,
+  ): void {
+    const stride = paddedStride(n);
+    const xIn = this.region(`x${k}`, m * k);
+    const fromArray = x instanceof Float32Array;
+    const copyX = fromArray || xIn.tag !== x.dataId;
+    xIn.tag = null;
+    const wIn = this.paddedCopy(heap, w, k, n, stride);
     const biasIn = bias ? this.input(heap, 'bias', bias, n, false) : null;
-    const outIn = this.region('out', m * n);
+    const outIn = this.region('out', m * stride);
     const parts = splitRows(m, this.threads, 4);
+    // Each part's rows of x are copied just before that part starts.
+    const prepare = ([begin, end]: [number, number]) => {
+      if (!copyX) return;
+      const rows = new Float32Array(this.memory.buffer, xIn.offset + begin * k * 4, (end - begin) * k);
+      rows.set(fromArray ? x.subarray(begin * k, end * k) : new Float32Array(heap, x.offset + begin * k * 4, (end - begin) * k));
+    };
     this.run(parts, ([begin, end]) => [OP_FORWARD, [
-      xIn.offset + begin * k * 4, wIn.offset, biasIn ? biasIn.offset : 0, outIn.offset + begin * n * 4, end - begin, k, n,
-    ], []]);
-    this.copyOut(heap, outIn, out, m * n);
+      xIn.offset + begin * k * 4, wIn.offset, biasIn ? biasIn.offset : 0, outIn.offset + begin * stride * 4, end - begin, k, n, stride,
+    ], []], { prepare });
+    if (!fromArray) xIn.tag = x.dataId;
+    if (stride === n) this.copyOut(heap, outIn, out, m * n);
+    else {
+      const compact = this.region('outCompact', m * n);
+      this.kernels.copyRows(outIn.offset, stride, compact.offset, n, m, n);
+      this.copyOut(heap, compact, out, m * n);
+    }
   }
 
   /**
@@ -163,20 +196,39 @@ export class DenseThreads {
     const scratch = this.workers.map((_, t) => this.region(`scratch${t + 1}`, m * 16));
     scratch.unshift(this.region('scratch0', m * 16));
     const parts = splitRows(k, this.threads, 16);
+    // Rows [begin, end) of outW and outV back into the tfjs outputs: this thread's own as soon as
+    // they are done (the other threads may still be computing), the rest after all finished.
+    const copyRowsOut = (begin: number, end: number) => {
+      if (begin === end) return;
+      const at = begin * n * 4;
+      const floats = (end - begin) * n;
+      this.copyOut(heap, { offset: outWIn.offset + at, floats }, outW.offset + at, floats);
+      if (outV && outVIn) this.copyOut(heap, { offset: outVIn.offset + at, floats }, outV.offset + at, floats);
+    };
+    // The next x·W with the new W reads it row-padded (see forward): each thread pads its own rows.
+    const stride = paddedStride(n);
+    const paddedW = v && stride !== n ? this.allocate(k * stride) : null;
+    let ownRows: [number, number] = [0, 0];
     this.run(parts, ([begin, end], t) => [OP_WEIGHT_STEP, [
       xIn.offset, gIn.offset, wIn.offset, vIn ? vIn.offset : 0, outWIn.offset, outVIn ? outVIn.offset : 0, scratch[t].offset,
-      m, k, n, v ? 1 : 0, begin, end,
-    ], [decay, learningRate, momentum]]);
-    this.copyOut(heap, outWIn, outW.offset, size);
+      m, k, n, v ? 1 : 0, begin, end, paddedW ? paddedW.offset : 0, stride,
+    ], [decay, learningRate, momentum]], { ownDone: (part) => { ownRows = part; copyRowsOut(...part); } });
+    copyRowsOut(0, ownRows[0]);
+    copyRowsOut(ownRows[1], k);
     this.keep(outW.dataId, outWIn);
-    if (outV && outVIn) {
-      this.copyOut(heap, outVIn, outV.offset, size);
-      this.keep(outV.dataId, outVIn);
-    }
+    if (outV && outVIn) this.keep(outV.dataId, outVIn);
+    if (paddedW) this.keepPadded(outW.dataId, paddedW);
   }
 
-  /** Runs part t of `parts` on thread t (0: this one) and waits for all. */
-  private run(parts: Array<[number, number]>, request: (part: [number, number], t: number) => [number, number[], number[]]): void {
+  /**
+   * Runs part t of `parts` on thread t (0: this one) and waits for all. `prepare(part)` runs just
+   * before a part is started (copying in its own rows, so the other threads start sooner);
+   * `ownDone(part)` right after this thread's part, while the others may still run.
+   */
+  private run(
+    parts: Array<[number, number]>, request: (part: [number, number], t: number) => [number, number[], number[]],
+    hooks: { prepare?: (part: [number, number]) => void; ownDone?: (part: [number, number]) => void } = {},
+  ): void {
     if (this.broken) throw new DenseThreadsError(this.broken);
     this.runs++;
     const asked: Thread[] = [];
@@ -187,6 +239,7 @@ export class DenseThreads {
     }
     parts.forEach((part, t) => {
       if (t === 0 || part[0] === part[1]) return;
+      hooks.prepare?.(part);
       const w = this.workers[t - 1];
       const [op, ints, floats] = request(part, t);
       w.ctrl[OP] = op;
@@ -196,7 +249,11 @@ export class DenseThreads {
       Atomics.notify(w.ctrl, REQUEST);
       asked.push(w);
     });
-    if (parts[0][0] !== parts[0][1]) this.runHere(...request(parts[0], 0));
+    if (parts[0][0] !== parts[0][1]) {
+      hooks.prepare?.(parts[0]);
+      this.runHere(...request(parts[0], 0));
+      hooks.ownDone?.(parts[0]);
+    }
     for (const w of asked) this.awaitAnswer(w);
   }
 
@@ -213,8 +270,12 @@ export class DenseThreads {
 
   private runHere(op: number, ints: number[], floats: number[]): void {
     const i = (n: number) => ints[n];
-    if (op === OP_FORWARD) this.kernels.denseForward(i(0), i(1), i(2), i(3), i(4), i(5), i(6));
-    else this.kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), floats[0], floats[1], floats[2], i(10), i(11), i(12));
+    if (op === OP_FORWARD) this.kernels.denseForwardStrided(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7));
+    else {
+      this.kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), floats[0], floats[1], floats[2], i(10), i(11), i(12));
+      const [begin, end, n, padded, stride] = [i(11), i(12), i(9), i(13), i(14)];
+      if (padded !== 0) this.kernels.copyRows(i(4) + begin * n * 4, n, padded + begin * stride * 4, stride, end - begin, n);
+    }
   }
 
   private awaitAnswer(w: Thread): void {
@@ -268,6 +329,27 @@ export class DenseThreads {
     this.copyIn(heap, t.offset, region, floats);
     this.keep(t.dataId, region);
     return region;
+  }
+
+  /** The row-padded copy of a W tensor (stride floats per row), made now (from the kept copy when there is one) if there is none. */
+  private paddedCopy(heap: ArrayBufferLike, w: TensorRef, k: number, n: number, stride: number): Region {
+    if (stride === n) return this.keptCopy(heap, w, k * n);
+    const found = this.padded.get(w.dataId);
+    if (found) return found;
+    const compact = this.kept.get(w.dataId) ?? this.input(heap, 'wCompact', w, k * n, false);
+    const region = this.allocate(k * stride);
+    this.kernels.copyRows(compact.offset, n, region.offset, stride, k, n);
+    this.keepPadded(w.dataId, region);
+    return region;
+  }
+
+  private keepPadded(dataId: object, region: Region): void {
+    this.padded.set(dataId, region);
+    while (this.padded.size > KEPT_PADDED_COPIES) {
+      const [oldest, oldRegion] = this.padded.entries().next().value as [object, Region];
+      this.padded.delete(oldest);
+      this.release(oldRegion);
+    }
   }
 
   private keep(dataId: object, region: Region): void {

@@ -3,6 +3,7 @@ import { validateFloat32Matrix, validateLabels, validateRowCount, type Float32Ma
 import { CoreArgumentError, describeValue } from './errors.js';
 import type { CoreModel } from './model.js';
 import { forwardTrace } from './network.js';
+import { threadedScoresOfRows } from './wasm-kernels.js';
 
 export interface PredictionResult {
   /** n × classes, row-major. */
@@ -32,7 +33,12 @@ export function predict(model: CoreModel, x: Float32Matrix, options: { labels?: 
   for (let start = 0; start < x.rows; start += chunkSize) {
     const rows = Math.min(chunkSize, x.rows - start);
     const view = x.data.subarray(start * inputDim, (start + rows) * inputDim);
-    const logProbs = tf.tidy(() => tf.logSoftmax(forwardTrace(model, tf.tensor2d(view, [rows, inputDim], 'float32'), 'inference').logits));
+    const logProbs = tf.tidy(() => {
+      // On the kernel threads, layer 1 reads the rows straight from X (one copy, no tensor of the chunk).
+      const firstScores = threadedScoresOfRows(view, rows, model.layers[0].W, model.layers[0].b);
+      const input = firstScores ? tf.zeros([0, inputDim]) as tf.Tensor2D : tf.tensor2d(view, [rows, inputDim], 'float32');
+      return tf.logSoftmax(forwardTrace(model, input, 'inference', firstScores).logits);
+    });
     const logP = logProbs.dataSync() as Float32Array;
     logProbs.dispose();
     for (let i = 0; i < rows; i++) {

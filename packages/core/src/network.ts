@@ -30,12 +30,16 @@ export interface ForwardTrace {
   readonly logits: tf.Tensor2D;
 }
 
-export function forwardTrace(model: CoreModel, x: tf.Tensor2D, mode: Mode): ForwardTrace {
+/**
+ * `firstScores`: layer 1's x·W + b when the caller computed it already (inference straight from
+ * rows in memory, see threadedScoresOfRows); x is then only the trace's record of the input.
+ */
+export function forwardTrace(model: CoreModel, x: tf.Tensor2D, mode: Mode, firstScores: tf.Tensor2D | null = null): ForwardTrace {
   const { eps } = model.config;
   const traces: LayerTrace[] = [];
   let h = x;
   model.layers.forEach((layer, l) => {
-    const scores = denseScores(h, layer.W, layer.b, mode === 'inference');
+    const scores = l === 0 && firstScores ? firstScores : denseScores(h, layer.W, layer.b, mode === 'inference');
     let trace: LayerTrace = { input: h, normalized: null, invStd: null, batchMean: null, batchVar: null, preActivation: scores };
     let relu: tf.Tensor2D | null = null;
     // Training-mode BN + ReLU (BN layers are hidden layers) in one wasm kernel where available (same math as below).

@@ -448,6 +448,24 @@ export function denseScores(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, weig
   return tf.add(tf.matMul(x, w), b);
 }
 
+/**
+ * x·W + b for rows given as a plain array, when this product runs on the kernel threads: the rows
+ * are copied once, straight into the threads' memory (no tfjs tensor of x). null otherwise (the
+ * caller makes a tensor of x and calls denseScores). For inference over large sets.
+ */
+export function threadedScoresOfRows(x: Float32Array, rows: number, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D | null {
+  const [k, n] = w.shape;
+  const variant = activeVariant();
+  const threads = variant && rows > 0 ? threadPool(variant, rows * k * n) : null;
+  if (!threads) return null;
+  const backend = tf.backend() as unknown as WasmBackendInternals;
+  const out = backend.makeOutput([rows, n], 'float32');
+  if (tryThreaded(() => threads.forward(heap(backend), x, ref(backend, w), ref(backend, b), address(backend, out), rows, k, n)))
+    return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
+  backend.disposeData(out.dataId, true);
+  return null;
+}
+
 /** ∂J/∂W = xᵀ·g + 2λW for J = loss + λ‖W‖², where g = ∂loss/∂(x·W + b). */
 export function denseWeightGradient(x: tf.Tensor2D, g: tf.Tensor2D, w: tf.Tensor2D, lambda: number): tf.Tensor2D {
   if (activeVariant()) return tf.engine().runKernel(DENSE_WEIGHT_STEP, { x, g, w }, { decay: 2 * lambda, learningRate: 0, momentum: 0 }) as tf.Tensor2D;
