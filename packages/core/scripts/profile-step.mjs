@@ -1,12 +1,14 @@
 // Where a train step's time goes, per TensorFlow.js kernel: 3072-50-30-10 with BN, batch 100, on
 // wasm (one fixed batch, so no gathering). Run after a build:
-//   node packages/core/scripts/profile-step.mjs [auto|relaxed-simd|simd128|off]
+//   node packages/core/scripts/profile-step.mjs [auto|relaxed-simd|simd128|off] [threads, default 1]
+// (tf.profile's per-kernel times are unreliable with 2 threads: it synchronises after every kernel.)
 // Prints kernels per step, each kernel's ms per step (tf.profile, 50 steps) and the step's median
 // wall time without profiling. Figures only: compare within one run.
-import { allowRelaxedSimd, initBackend, createModel, createMomentumState, trainStep, tf, configureWasmKernels } from '../dist/index.js';
+import { allowRelaxedSimd, initBackend, createModel, createMomentumState, trainStep, tf, configureWasmKernels, configureKernelThreads } from '../dist/index.js';
 allowRelaxedSimd();
 await initBackend('wasm');
-console.log(configureWasmKernels(process.argv[2] ?? 'auto')); const { configureKernelThreads } = await import('../dist/index.js'); console.log(configureKernelThreads(Number(process.argv[3] ?? 1)));
+configureWasmKernels(process.argv[2] ?? 'auto');
+console.log(configureKernelThreads(process.argv[3] === undefined ? 1 : Number(process.argv[3])));
 const model = createModel({ inputDim: 3072, hiddenDims: [50, 30], classes: 10, batchNorm: true }, { seed: 1 });
 const state = createMomentumState(model);
 const data = new Float32Array(100 * 3072).map(() => Math.random() - 0.5);
