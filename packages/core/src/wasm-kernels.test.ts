@@ -196,7 +196,7 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     const [x, g, w, v, gamma, beta, theta] = [[m, k], [m, n], [k, n], [k, n], [n], [n], [n]].map(make);
     const outputs = {
       outW: make([k, n]), outV: make([k, n]), denseScratch: make([m * 16]), scores: make([m, n]),
-      mean: make([n]), variance: make([n]), invStd: make([n]), normalized: make([m, n]), pre: make([m, n]), relu: make([m, n]), bnScratch: make([4 * n]),
+      mean: make([n]), variance: make([n]), invStd: make([n]), normalized: make([m, n]), pre: make([m, n]), relu: make([m, n]), bnScratch: make([8 * n]),
       gS: make([m, n]), dGamma: make([n]), dBeta: make([n]), outTheta: make([n]), outThetaV: make([n]), blended: make([n]),
     };
     const o = outputs;

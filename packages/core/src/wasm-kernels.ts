@@ -401,7 +401,7 @@ function registerKernels(): void {
     const gS = b.makeOutput([n, d], 'float32');
     const dGamma = b.makeOutput([d], 'float32');
     const dBeta = b.makeOutput([d], 'float32');
-    withScratch(b, 4 * d, (scratch) =>
+    withScratch(b, 8 * d, (scratch) =>
       kernelExports(b).batchNormReluBackward(
         address(b, g), address(b, pre), address(b, normalized), address(b, invStd), address(b, gamma),
         address(b, dGamma), address(b, dBeta), address(b, gS), scratch, n, d,

@@ -10,7 +10,7 @@ import { canonicalJson } from './search.js';
 import { parseTrainConfig, TrainConfigError, type TrainConfig, type TrainConfigInput } from './train-config.js';
 import type { TrainingEvent } from './training.js';
 import {
-  failedTrialResult, InProcessExecutor, LocalProcessExecutor,
+  failedTrialResult, InProcessExecutor, kernelThreadsPerProcess, LocalProcessExecutor,
   type BackendSetupOptions, type TrialExecutor, type TrialFunction, type TrialHandlers,
 } from './trial-executor.js';
 import type { TrialResult, TrialSpec, TrialStatus } from './trial.js';
@@ -852,6 +852,7 @@ export async function runQueueWorker(options: QueueWorkerOptions): Promise<Queue
       ? new InProcessExecutor({ runTrial: options.runTrial, dataDir: options.dataDir, worker: label })
       : new LocalProcessExecutor({
         workers: 1, dataDir: options.dataDir, backend: options.backend, wasmKernels: options.wasmKernels, relaxedSimd: options.relaxedSimd,
+        kernelThreads: options.kernelThreads === undefined ? kernelThreadsPerProcess(concurrency) : options.kernelThreads,
         ...(options.execArgv ? { execArgv: options.execArgv } : {}), ...(options.entry ? { entry: options.entry } : {}),
       });
   const slots: TrialExecutor[] = Array.from({ length: concurrency }, makeSlot);

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +10,7 @@ import { TrainerArgumentError } from './errors.js';
 import { drawTrials, type SearchSpec } from './search.js';
 import { parseTrainConfig, type TrainConfigInput } from './train-config.js';
 import type { TrainingEvent } from './training.js';
-import { InProcessExecutor, LocalProcessExecutor, PreparedDataCache, TrialWorkerError, type TrialExecutor } from './trial-executor.js';
+import { InProcessExecutor, kernelThreadsPerProcess, LocalProcessExecutor, PreparedDataCache, TrialWorkerError, type TrialExecutor } from './trial-executor.js';
 import type { TrialResult, TrialSpec } from './trial.js';
 import { tinyCifarDir } from './test-support/paths.js';
 
@@ -226,6 +226,16 @@ describe('LocalProcessExecutor', () => {
     expect(() => new LocalProcessExecutor({ backend: 'gpu' as 'cpu' })).toThrow(expect.objectContaining({ argument: 'options.backend' }));
     expect(() => new LocalProcessExecutor({ stopGraceMs: -1 })).toThrow(expect.objectContaining({ argument: 'options.stopGraceMs' }));
     expect(() => new LocalProcessExecutor({ entry: join(tmp, 'nowhere.js') })).toThrow(TrialWorkerError);
+    for (const bad of [0, 9, 1.5, 'all'])
+      expect(() => new LocalProcessExecutor({ kernelThreads: bad as number })).toThrow(expect.objectContaining({ argument: 'options.kernelThreads' }));
+  });
+
+  test('each of n pooled processes gets its share of the cores for kernel threads (at least 1)', () => {
+    const cores = availableParallelism();
+    expect(kernelThreadsPerProcess(1)).toBe(cores);
+    expect(kernelThreadsPerProcess(cores)).toBe(1);
+    expect(kernelThreadsPerProcess(cores * 3)).toBe(1);
+    expect(kernelThreadsPerProcess(2)).toBe(Math.max(1, Math.floor(cores / 2)));
   });
 });
 

@@ -4,7 +4,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  allowRelaxedSimd, backendInfo, BACKEND_NAMES, configureWasmKernels, initBackend, WASM_KERNEL_CHOICES, wasmKernelStatus,
+  allowRelaxedSimd, backendInfo, BACKEND_NAMES, configureKernelThreads, configureWasmKernels, initBackend, MAX_KERNEL_THREADS, WASM_KERNEL_CHOICES, wasmKernelStatus,
   type BackendName, type WasmKernelChoice,
 } from '@bnmlp/core';
 import type { PreparedData } from './dataset.js';
@@ -53,12 +53,24 @@ export interface BackendSetup {
   readonly wasmKernels: WasmKernelChoice | null;
   /** Allow relaxed SIMD (@bnmlp/core allowRelaxedSimd, a process-wide V8 flag). */
   readonly relaxedSimd: boolean;
+  /**
+   * Threads of the dense kernels (@bnmlp/core configureKernelThreads); null: the process default
+   * (env BNMLP_THREADS, else all cores). Any count gives the same bits; it only sets the speed.
+   */
+  readonly kernelThreads?: number | 'auto' | null;
 }
 
 export interface BackendSetupOptions {
   readonly backend?: BackendName | 'auto';
   readonly wasmKernels?: WasmKernelChoice | null;
   readonly relaxedSimd?: boolean;
+  /** See BackendSetup.kernelThreads. A pool of processes defaults to its share of the cores each. */
+  readonly kernelThreads?: number | 'auto' | null;
+}
+
+/** Kernel threads per process when `processes` run at once: their share of this machine's cores, at least 1. */
+export function kernelThreadsPerProcess(processes: number): number {
+  return Math.max(1, Math.floor(availableParallelism() / processes));
 }
 
 /** Applies a backend setup to this process; returns the backend now in use. */
@@ -67,6 +79,7 @@ export async function applyBackendSetup(setup: BackendSetup): Promise<BackendNam
   if (setup.relaxedSimd) allowRelaxedSimd();
   const info = await initBackend(setup.backend);
   if (setup.wasmKernels) configureWasmKernels(setup.wasmKernels);
+  if (setup.kernelThreads !== undefined && setup.kernelThreads !== null) configureKernelThreads(setup.kernelThreads);
   return info.name;
 }
 
@@ -92,6 +105,9 @@ function checkBackendOptions(op: string, options: BackendSetupOptions): void {
   if (options.wasmKernels !== undefined && options.wasmKernels !== null && !WASM_KERNEL_CHOICES.includes(options.wasmKernels))
     throw new TrainerArgumentError(op, 'options.wasmKernels', `one of ${WASM_KERNEL_CHOICES.join(', ')}`, describe(options.wasmKernels));
   if (options.relaxedSimd !== undefined && typeof options.relaxedSimd !== 'boolean') throw new TrainerArgumentError(op, 'options.relaxedSimd', 'a boolean', describe(options.relaxedSimd));
+  const threads = options.kernelThreads;
+  if (threads !== undefined && threads !== null && threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1 && threads <= MAX_KERNEL_THREADS))
+    throw new TrainerArgumentError(op, 'options.kernelThreads', `'auto', null or an integer in [1, ${MAX_KERNEL_THREADS}]`, describe(threads));
 }
 
 function checkTrials(op: string, trials: readonly TrialSpec[]): void {
@@ -182,8 +198,10 @@ export class InProcessExecutor implements TrialExecutor {
     this.worker = options.worker ?? 'local';
     this.trial = options.runTrial ?? runTrial;
     this.cache = options.runTrial ? null : new PreparedDataCache(options.dataDir);
-    const wantsSetup = options.backend !== undefined || options.wasmKernels !== undefined || options.relaxedSimd !== undefined;
-    this.setup = wantsSetup ? { backend: options.backend ?? 'auto', wasmKernels: options.wasmKernels ?? null, relaxedSimd: options.relaxedSimd ?? false } : null;
+    const wantsSetup = options.backend !== undefined || options.wasmKernels !== undefined || options.relaxedSimd !== undefined || options.kernelThreads !== undefined;
+    this.setup = wantsSetup
+      ? { backend: options.backend ?? 'auto', wasmKernels: options.wasmKernels ?? null, relaxedSimd: options.relaxedSimd ?? false, kernelThreads: options.kernelThreads ?? null }
+      : null;
   }
 
   async run(trials: readonly TrialSpec[], handlers: TrialHandlers, signal?: AbortSignal): Promise<void> {
@@ -438,6 +456,8 @@ export class LocalProcessExecutor implements TrialExecutor {
       backend: options.backend ?? backendInfo()?.name ?? 'auto',
       wasmKernels: options.wasmKernels === undefined ? kernels!.choice : options.wasmKernels,
       relaxedSimd: options.relaxedSimd ?? (kernels ?? wasmKernelStatus()).variant === 'relaxed-simd',
+      // Each child its share of the cores: more kernel threads than cores only slow every trial.
+      kernelThreads: options.kernelThreads === undefined ? kernelThreadsPerProcess(workers) : options.kernelThreads,
     };
     this.dataDir = options.dataDir ? resolve(options.dataDir) : null;
     this.stopGraceMs = options.stopGraceMs ?? 3000;
