@@ -3,12 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createModel, createMomentumState, disposeModel, disposeMomentumState, trainStep } from '@bnmlp/core';
 import { CIFAR_PIXELS, CIFAR_RECORD_BYTES, MiniBatcher, parseTrainConfig, prepareData, trainNetwork, type PreparedData } from '@bnmlp/trainer';
+import { formatRatio, ratioSpread, spread, type Spread } from './bench-common.js';
+import { isSkipped, PEER_THREADS, type PeerEpoch, type Skipped } from './bench-peer.js';
 
 /*
 The trainer's figures for `bnmlp bench`: reading and standardising a full-size CIFAR-10 binary set
 (60,000 generated images, the official file sizes), the memory the standardised training split
 holds, and a trainer epoch (shuffle, batch gather, steps, divergence checks; evaluation excluded)
-beside the core's bare train steps over the same data, interleaved, medians. Figures, not tests.
+beside the core's bare train steps over the same data and beside the PyTorch peer's epoch of the
+same shapes (shuffle, gather, steps; on 1 and on 2 threads), interleaved, medians. Figures, not tests.
 */
 
 export interface TrainerBenchOptions {
@@ -18,6 +21,20 @@ export interface TrainerBenchOptions {
   readonly seed: number;
   /** Records per generated file (10,000 = official). */
   readonly recordsPerFile: number;
+  /**
+   * One timed PyTorch epoch of `samples` rows on `threads` threads (bench-peer.ts peerEpoch), run
+   * once per epoch and thread setting, interleaved with ours; null or absent: no peer.
+   */
+  readonly peer?: ((threads: number, samples: number) => PeerEpoch | Skipped) | null;
+}
+
+/** The trainer epoch beside PyTorch's (each thread setting), repeat by repeat. */
+export interface TrainerPeerComparison {
+  readonly version: string;
+  readonly settings: ReadonlyArray<{ readonly threads: number; readonly epochSeconds: Spread }>;
+  /** Trainer epoch ÷ PyTorch's epoch on its faster setting (target ≤ 0.8), and on 1 thread. */
+  readonly ratioBest: { readonly threads: number; readonly ratio: Spread };
+  readonly ratio1Thread: Spread;
 }
 
 export interface TrainerBenchResult {
@@ -32,6 +49,21 @@ export interface TrainerBenchResult {
   readonly trainerOverhead: number;
   readonly stepsPerEpoch: number;
   readonly peakRssBytes: number;
+  /** Null when no peer was asked for. */
+  readonly pytorch: TrainerPeerComparison | Skipped | null;
+}
+
+/** Trainer epochs against the peer's, per thread setting (one run of each per repeat). */
+export function compareTrainerPeer(trainerSeconds: readonly number[], peerRuns: ReadonlyMap<number, readonly PeerEpoch[]>): TrainerPeerComparison {
+  const settings = [...peerRuns.entries()].map(([threads, runs]) => ({ threads, epochSeconds: spread(runs.map((r) => r.epochSeconds)) }));
+  const best = settings.reduce((a, b) => (b.epochSeconds.median < a.epochSeconds.median ? b : a));
+  const one = settings.find((s) => s.threads === 1) ?? settings[0];
+  return {
+    version: [...peerRuns.values()][0][0].version,
+    settings,
+    ratioBest: { threads: best.threads, ratio: ratioSpread(trainerSeconds, best.epochSeconds.runs) },
+    ratio1Thread: ratioSpread(trainerSeconds, one.epochSeconds.runs),
+  };
 }
 
 /** Writes a CIFAR-10 binary set of generated images: data_batch_1..5, test_batch, batches.meta.txt. */
@@ -105,6 +137,8 @@ export async function runTrainerBench(options: TrainerBenchOptions, onProgress: 
     const preparedArrayBytes = [prepared.train, prepared.validation, prepared.test].reduce((sum, s) => sum + (s ? s.x.data.byteLength + s.labels.byteLength : 0), 0);
     const bare: number[] = [];
     const trainer: number[] = [];
+    const peerRuns = new Map<number, PeerEpoch[]>(PEER_THREADS.map((t) => [t, []]));
+    let peerSkip: Skipped | null = null;
     let stepsPerEpoch = 0;
     for (let e = 0; e < options.epochs; e++) {
       onProgress(`epoch ${e + 1} of ${options.epochs}: bare train steps`);
@@ -114,6 +148,13 @@ export async function runTrainerBench(options: TrainerBenchOptions, onProgress: 
       disposeModel(outcome.model);
       trainer.push(outcome.history[0].stepSeconds);
       stepsPerEpoch = outcome.history[0].steps;
+      for (const threads of PEER_THREADS) {
+        if (!options.peer || peerSkip) break;
+        onProgress(`epoch ${e + 1} of ${options.epochs}: PyTorch's epoch on ${threads} thread(s)`);
+        const run = options.peer(threads, prepared.train.x.rows);
+        if (isSkipped(run)) peerSkip = run;
+        else peerRuns.get(threads)!.push(run);
+      }
     }
     const bareEpochSeconds = median(bare);
     const trainerEpochSeconds = median(trainer);
@@ -124,6 +165,7 @@ export async function runTrainerBench(options: TrainerBenchOptions, onProgress: 
       bareEpochSeconds, trainerEpochSeconds, trainerOverhead: trainerEpochSeconds / bareEpochSeconds - 1,
       stepsPerEpoch,
       peakRssBytes: process.resourceUsage().maxRSS * 1024,
+      pytorch: !options.peer ? null : (peerSkip ?? compareTrainerPeer(trainer, peerRuns)),
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -132,11 +174,25 @@ export async function runTrainerBench(options: TrainerBenchOptions, onProgress: 
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
+/** The trainer-vs-PyTorch line, or null when no peer was asked for. */
+export function formatTrainerPeer(r: Pick<TrainerBenchResult, 'pytorch' | 'stepsPerEpoch' | 'trainerEpochSeconds'>): string | null {
+  const p = r.pytorch;
+  if (p === null) return null;
+  if (isSkipped(p)) return `trainer: PyTorch's epoch: skipped: ${p.skipped}`;
+  const t = (threads: number) => `${threads} thread${threads === 1 ? '' : 's'}`;
+  return (
+    `trainer: epoch ÷ PyTorch ${p.version}'s epoch (shuffle, gather, ${r.stepsPerEpoch} steps): ${formatRatio(p.ratioBest.ratio)} its best (${t(p.ratioBest.threads)}; target ≤ 0.8), ` +
+    `${formatRatio(p.ratio1Thread)} on 1 thread; PyTorch ${p.settings.map((s) => `${s.epochSeconds.median.toFixed(2)} s on ${t(s.threads)}`).join(', ')}`
+  );
+}
+
 export function formatTrainerBench(r: TrainerBenchResult): string {
+  const peer = formatTrainerPeer(r);
   return [
     `trainer: read + standardise ${r.images.toLocaleString('en-US')} images (binary, official sizes): ${r.readSeconds.median.toFixed(2)} s median (${r.readSeconds.runs.map((s) => s.toFixed(2)).join(', ')})`,
     `trainer: standardised splits held: ${mib(r.preparedArrayBytes)} of float32 arrays, RSS +${mib(r.preparedRssBytes)}`,
     `trainer: epoch of ${r.stepsPerEpoch} steps: trainer ${r.trainerEpochSeconds.toFixed(2)} s vs bare train steps ${r.bareEpochSeconds.toFixed(2)} s (overhead ${(100 * r.trainerOverhead).toFixed(1)}%, medians)`,
+    ...(peer ? [peer] : []),
     `trainer: peak RSS ${mib(r.peakRssBytes)} (this process)`,
   ].join('\n');
 }
