@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { batchNormReluBackward, batchNormReluForward, denseMomentumStep, denseScores, denseWeightGradient, sumOfSquares } from './wasm-kernels.js';
+import { batchNormReluBackward, batchNormReluForward, denseInputGradient, denseMomentumStep, denseScores, denseWeightGradient, sumOfSquares } from './wasm-kernels.js';
 import type { CoreModel } from './model.js';
 
 // The hand-written float32 forward and backward passes, op for op the math of
@@ -163,7 +163,7 @@ export function backwardTrace(
       dW = denseWeightGradient(t.input, g, layer.W, lambda);
     }
     grads[l] = { W: dW, b: dB, gamma: dGamma, beta: dBeta };
-    if (l > 0 || needInputGradient) g = tf.matMul(g, tf.transpose(layer.W));
+    if (l > 0 || needInputGradient) g = denseInputGradient(g, layer.W);
   }
   return { layers: grads, input: needInputGradient ? g : null, weightSteps: steps };
 }

@@ -349,13 +349,13 @@ function register(kernelName: string, run: (b: WasmBackendInternals, inputs: Inp
 
 function registerKernels(): void {
   register(DENSE_FORWARD, (b, inputs) => {
-    const { x, w, bias } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo; bias: tf.TensorInfo };
+    const { x, w, bias } = inputs as { x: tf.TensorInfo; w: tf.TensorInfo; bias?: tf.TensorInfo };
     const [m, k] = x.shape;
     const n = w.shape[1];
     const out = b.makeOutput([m, n], 'float32');
     if (m === 0) return out;
     const threads = threadPool(activeVariant() ?? 'simd128', m * k * n);
-    if (threads && tryThreaded(() => threads.forward(heap(b), ref(b, x), ref(b, w), ref(b, bias), address(b, out), m, k, n))) return out;
+    if (threads && tryThreaded(() => threads.forward(heap(b), ref(b, x), ref(b, w), bias ? ref(b, bias) : null, address(b, out), m, k, n))) return out;
     kernelExports(b).denseForward(address(b, x), address(b, w), address(b, bias), address(b, out), m, k, n);
     return out;
   });
@@ -464,6 +464,17 @@ export function threadedScoresOfRows(x: Float32Array, rows: number, w: tf.Tensor
     return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
   backend.disposeData(out.dataId, true);
   return null;
+}
+
+/**
+ * g·Wᵀ, the gradient with respect to a dense layer's input. With our kernels it is computed as
+ * (W·gᵀ)ᵀ by the dense kernel (threaded like x·W): no transpose of
+ * W (2,000 × 1,000 floats in the sweep's widest layer) and no single-threaded matMul. Each entry
+ * is one sum over W's row in order, whatever the thread count.
+ */
+export function denseInputGradient(g: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
+  if (activeVariant()) return tf.transpose(tf.engine().runKernel(DENSE_FORWARD, { x: w, w: tf.transpose(g) }) as tf.Tensor2D);
+  return tf.matMul(g, tf.transpose(w));
 }
 
 /** ∂J/∂W = xᵀ·g + 2λW for J = loss + λ‖W‖², where g = ∂loss/∂(x·W + b). */
