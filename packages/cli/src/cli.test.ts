@@ -60,7 +60,7 @@ describe('bnmlp gradcheck --help', () => {
     expect(shown).toEqual(GRADCHECK_FLAGS.map((f) => f.flag));
     const defaults: Record<string, string> = {
       dims: '20', batch: '10', hidden: '50', layers: '2,3,4', lambda: '0.01', seed: '1',
-      mode: 'entries', directions: '4', 'max-entries': 'every entry', step: '1e-6 (--stencil 2), 0.001 (--stencil 4)', tolerance: '1e-6',
+      mode: 'entries', directions: '4', 'max-entries': 'every entry', step: '1e-6, either stencil', tolerance: '1e-6 (--stencil 2), 1e-9 (--stencil 4)',
     };
     expect(DEFAULT_GRADCHECK_OPTIONS).toMatchObject({ dims: 20, batch: 10, hidden: 50, layers: [2, 3, 4], lambda: 0.01, seed: 1, step: 1e-6, tolerance: 1e-6, maxEntries: null });
     const options = stdout.slice(stdout.indexOf('\nOptions:\n'));

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decimalCost, decimalGradients } from './decimal-oracle.js';
+import { Decimal } from 'decimal.js';
+import { decimalCost, decimalGradients, exactDecimal } from './decimal-oracle.js';
 import { fromRows } from './matrix.js';
 import { cost, costAndGradients, type Mode } from './model.js';
 import { createNetwork, parameters } from './network.js';
@@ -83,6 +84,16 @@ describe('decimal oracle', () => {
 
     expect(Math.abs(train - inference)).toBeGreaterThan(1e-6);
     expect(inference).toBeCloseTo(cost(net, x, labels, lambda, 'inference').cost, 13);
+  });
+
+  it('reads every float64 exactly, not as its shortest decimal (which is up to half an ulp off)', () => {
+    const D = Decimal.clone({ precision: 100 });
+    expect(exactDecimal(D, 0.1).toString()).toBe('0.1000000000000000055511151231257827021181583404541015625');
+    expect(exactDecimal(D, -0.1).eq(exactDecimal(D, 0.1).neg())).toBe(true);
+    expect(exactDecimal(D, 2 ** 80).toFixed()).toBe('1208925819614629174706176');
+    expect(exactDecimal(D, 3).toString()).toBe('3');
+    expect(exactDecimal(D, 2 ** -1074).eq(new D(2).pow(-1074))).toBe(true);
+    expect(exactDecimal(D, -Infinity).toString()).toBe('-Infinity');
   });
 
   it('only restricts the parameters differentiated', () => {

@@ -6,7 +6,8 @@ import { parameters, type Network } from './network.js';
 /**
  * Ground truth for tests: the same cost J, computed in decimal arithmetic with `precision`
  * significant digits (exp, ln and sqrt included), and centered differences with a tiny step.
- * Inputs enter as the decimal value of each float64's shortest representation; with 50 digits
+ * Inputs (X, parameters, ε, λ) enter as the exact value of each float64 (not its shortest decimal
+ * representation, which differs by up to half an ulp: 1e-17 relative); with 50 digits
  * and h = 1e-20, a centered difference has truncation error ~h² and rounding ~10^-precision/h,
  * both far below float64's resolution, so float64 results can be judged to ~1e-12 relative.
  * Slow by design: use on small networks only.
@@ -32,10 +33,29 @@ interface DecNet {
   runningVar: (Dec[] | null)[];
 }
 
+/**
+ * The exact value of a float64 (rounded to the class's precision): m · 2^e with an integer
+ * |m| < 2^53, which decimal.js reads exactly. Scaling a finite float64 by 2 is exact, so m and e are too.
+ */
+export function exactDecimal(D: DecimalCtor, value: number): Dec {
+  if (!Number.isFinite(value)) return new D(value);
+  let mantissa = value;
+  let exponent = 0;
+  while (!Number.isInteger(mantissa)) {
+    mantissa *= 2;
+    exponent--;
+  }
+  while (Math.abs(mantissa) >= 2 ** 53) {
+    mantissa /= 2;
+    exponent++;
+  }
+  return new D(mantissa).times(new D(2).pow(exponent));
+}
+
 function toDecNet(D: DecimalCtor, net: Network): DecNet {
-  const vec = (a: Float64Array | null) => (a ? Array.from(a, (v) => new D(v)) : null);
+  const vec = (a: Float64Array | null) => (a ? Array.from(a, (v) => exactDecimal(D, v)) : null);
   return {
-    W: net.layers.map((l) => Array.from({ length: l.W.rows }, (_, i) => Array.from(l.W.data.subarray(i * l.W.cols, (i + 1) * l.W.cols), (v) => new D(v)))),
+    W: net.layers.map((l) => Array.from({ length: l.W.rows }, (_, i) => Array.from(l.W.data.subarray(i * l.W.cols, (i + 1) * l.W.cols), (v) => exactDecimal(D, v)))),
     b: net.layers.map((l) => vec(l.b)!),
     gamma: net.layers.map((l) => vec(l.bn?.gamma ?? null)),
     beta: net.layers.map((l) => vec(l.bn?.beta ?? null)),
@@ -44,10 +64,14 @@ function toDecNet(D: DecimalCtor, net: Network): DecNet {
   };
 }
 
-function decCost(D: DecimalCtor, net: Network, p: DecNet, x: Matrix, labels: ArrayLike<number>, lambda: number, mode: Mode): Dec {
-  const eps = new D(net.config.eps);
+function toDecRows(D: DecimalCtor, x: Matrix): Dec[][] {
+  return Array.from({ length: x.rows }, (_, i) => Array.from(x.data.subarray(i * x.cols, (i + 1) * x.cols), (v) => exactDecimal(D, v)));
+}
+
+function decCost(D: DecimalCtor, net: Network, p: DecNet, x: Dec[][], labels: ArrayLike<number>, lambda: number, mode: Mode): Dec {
+  const eps = exactDecimal(D, net.config.eps);
   const zero = new D(0);
-  let h: Dec[][] = Array.from({ length: x.rows }, (_, i) => Array.from(x.data.subarray(i * x.cols, (i + 1) * x.cols), (v) => new D(v)));
+  let h = x;
   const k = net.layers.length;
   for (let l = 0; l < k; l++) {
     const W = p.W[l];
@@ -81,13 +105,13 @@ function decCost(D: DecimalCtor, net: Network, p: DecNet, x: Matrix, labels: Arr
   });
   loss = loss.div(h.length);
   const sq = p.W.reduce((acc, W) => W.reduce((a, row) => row.reduce((b, w) => b.plus(w.times(w)), a), acc), zero);
-  return loss.plus(new D(lambda).times(sq));
+  return loss.plus(exactDecimal(D, lambda).times(sq));
 }
 
 /** J in decimal arithmetic (training mode by default). */
 export function decimalCost(net: Network, x: Matrix, labels: ArrayLike<number>, lambda: number, options: DecimalOracleOptions = {}): Dec {
   const D = decimalClass(options.precision ?? 50);
-  return decCost(D, net, toDecNet(D, net), x, labels, lambda, options.mode ?? 'train');
+  return decCost(D, net, toDecNet(D, net), toDecRows(D, x), labels, lambda, options.mode ?? 'train');
 }
 
 /**
@@ -102,6 +126,7 @@ export function decimalGradients(
   const h = new D(options.h ?? '1e-20');
   const mode = options.mode ?? 'train';
   const base = toDecNet(D, net);
+  const rows = toDecRows(D, x);
   const out: Record<string, Float64Array> = {};
   for (const ref of parameters(net)) {
     if (options.only && !options.only.includes(ref.name)) continue;
@@ -110,9 +135,9 @@ export function decimalGradients(
       const slot = locate(base, ref.kind, ref.layer, ref.shape, i);
       const original = slot.get();
       slot.set(original.plus(h));
-      const plus = decCost(D, net, base, x, labels, lambda, mode);
+      const plus = decCost(D, net, base, rows, labels, lambda, mode);
       slot.set(original.minus(h));
-      const minus = decCost(D, net, base, x, labels, lambda, mode);
+      const minus = decCost(D, net, base, rows, labels, lambda, mode);
       slot.set(original);
       grad[i] = plus.minus(minus).div(h.times(2)).toNumber();
     }

@@ -1,17 +1,20 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decimalGradients } from './decimal-oracle.js';
+import { DoubleDoubleCost } from './double-double-model.js';
+import { ddDivNumber, ddSub, ddToNumber } from './double-double.js';
 import {
-  assertGradientCheck, checkGradients, DEFAULT_GRADIENT_CHECK, DEFAULT_STEP, describeFailures, gradientCheck, GradientCheckError, relativeError, type GradientCheckReport,
+  assertGradientCheck, checkGradients, DEFAULT_GRADIENT_CHECK, DEFAULT_STEP, DEFAULT_TOLERANCE, describeFailures, gradientCheck, gradientCheckDefaults, GradientCheckError,
+  relativeError, type GradientCheckOptions, type GradientCheckReport,
 } from './gradient-check.js';
 import { fromRows } from './matrix.js';
-import { cost, costAndGradients, forward, updateRunningAverages, type ForwardResult } from './model.js';
+import { backward, cost, costAndGradients, forward, updateRunningAverages, type ForwardResult } from './model.js';
 import { cloneNetwork, createNetwork, parameters, type Network } from './network.js';
 import { createPrng, nextNormal } from './prng.js';
 import { gradientOf } from './sgd.js';
 import { softmax } from './ops.js';
 import {
-  bnVarianceToEpsRatio, buildNetworkCase, FULL_LIMITS, networkCaseArb, randomizeShifts, type NetworkCaseSpec,
+  bnVarianceToEpsRatio, buildNetworkCase, FULL_LIMITS, networkCaseArb, randomizeShifts, SMALL_LIMITS, type NetworkCaseSpec,
 } from './test-support/arbitraries.js';
 import { expectArgumentError, maxAbsDiff } from './test-support/assertions.js';
 
@@ -154,7 +157,7 @@ describe('ill-conditioned batch norm fixtures (shrunk property failures)', () =>
 });
 
 describe('purity', () => {
-  it('a gradient check (both modes) leaves parameters, running averages and the caller’s PRNG untouched, and is repeatable', () => {
+  it('a gradient check (both modes, both precisions) leaves parameters, running averages and the caller’s PRNG untouched, and is repeatable', () => {
     fc.assert(
       fc.property(networkCaseArb({ ...FULL_LIMITS, maxDepth: 3, maxWidth: 6, maxBatch: 8 }), (spec) => {
         const { net, x, labels, lambda } = buildNetworkCase(spec);
@@ -165,8 +168,13 @@ describe('purity', () => {
         const xBefore = structuredClone(x);
         const prngBefore = { ...prng };
 
-        const first = [gradientCheck(net, x, labels, lambda), gradientCheck(net, x, labels, lambda, { mode: 'directional', seed: 5 })];
-        const second = [gradientCheck(net, x, labels, lambda), gradientCheck(net, x, labels, lambda, { mode: 'directional', seed: 5 })];
+        const checks = () => [
+          gradientCheck(net, x, labels, lambda),
+          gradientCheck(net, x, labels, lambda, { mode: 'directional', seed: 5 }),
+          gradientCheck(net, x, labels, lambda, { stencil: 4, maxEntriesPerParameter: 2, seed: 5 }),
+        ];
+        const first = checks();
+        const second = checks();
 
         expect(net).toEqual(netBefore);
         expect(x).toEqual(xBefore);
@@ -470,7 +478,8 @@ describe('the checker itself cannot skip the bias before batch norm', () => {
         return forward(n, input, 'train');
       };
       const h = 1e-5;
-      const report = gradientCheck(net, x, labels, lambda, { only: ['b1'], numericForward: spy, stencil, h });
+      // The spy is a float64 forward; double-double J is checked against its own formula below.
+      const report = gradientCheck(net, x, labels, lambda, { only: ['b1'], numericForward: spy, stencil, precision: 'float64', h });
       const b1 = parameterCheck(report, 'b1');
       const steps = stencil === 2 ? [h, -h] : [h, -h, 2 * h, -2 * h];
       // The unperturbed pass, then per entry its perturbed passes, each moving that entry alone.
@@ -487,13 +496,13 @@ describe('the checker itself cannot skip the bias before batch norm', () => {
     }
   });
 
-  it('a wrong nonzero analytic gradient for b1 fails, down to 1e-6 (two-point) and 1e-9 (five-point)', () => {
+  it('a wrong nonzero analytic gradient for b1 fails, down to 1e-6 (two-point, float64) and 1e-15 (five-point, double-double: no floor)', () => {
     const { net, x, labels, lambda } = buildNetworkCase(spec);
-    for (const [stencil, size] of [[2, 1e-6], [4, 1e-9]] as const) {
+    for (const [stencil, size] of [[2, 1e-6], [4, 1e-15]] as const) {
       for (const index of [0, 4]) {
         const wrong = new Float64Array(5);
         wrong[index] = size;
-        const report = gradientCheck(net, x, labels, lambda, { only: ['b1'], analytic: { b1: wrong }, stencil, tolerance: stencil === 4 ? 1e-9 : 1e-6 });
+        const report = gradientCheck(net, x, labels, lambda, { only: ['b1'], analytic: { b1: wrong }, stencil });
         expect(report.passed, `stencil ${stencil}, b1[${index}] = ${size}`).toBe(false);
         expect(() => assertGradientCheck(report)).toThrow(new RegExp(`gradient mismatch for b1\\[${index}\\]: analytic ${size.toExponential(6).replace('+', '\\+')}`));
       }
@@ -517,16 +526,27 @@ describe('the checker itself cannot skip the bias before batch norm', () => {
 describe('stencil 4 (five-point, Richardson-extrapolated)', () => {
   const spec: NetworkCaseSpec = { inputDim: 4, hiddenDims: [5], classes: 3, batch: 6, batchNorm: true, bnAffine: true, lambda: 0.05, seed: 11 };
 
-  it('defaults: stencil 2 with h 1e-6; stencil 4 with h 1e-3; the report says which', () => {
+  it('defaults: stencil 2 in float64 with h 1e-6 and tolerance 1e-6; stencil 4 in double-double with h 1e-6 and tolerance 1e-9 (1e-3 and 1e-6 in float64)', () => {
     const { net, x, labels, lambda } = buildNetworkCase(spec);
     expect(DEFAULT_GRADIENT_CHECK.stencil).toBe(2);
-    expect(DEFAULT_STEP).toEqual({ 2: 1e-6, 4: 1e-3 });
-    expect(gradientCheck(net, x, labels, lambda, { only: ['b2'] })).toMatchObject({ stencil: 2, h: 1e-6 });
-    expect(gradientCheck(net, x, labels, lambda, { only: ['b2'], stencil: 4 })).toMatchObject({ stencil: 4, h: 1e-3 });
+    expect(DEFAULT_STEP).toEqual({ 2: 1e-6, 4: 1e-6 });
+    expect(DEFAULT_TOLERANCE).toEqual({ 2: 1e-6, 4: 1e-9 });
+    expect(gradientCheckDefaults(4, 'float64')).toEqual({ h: 1e-3, tolerance: 1e-6 });
+    expect(gradientCheckDefaults(2, 'double-double')).toEqual({ h: 1e-6, tolerance: 1e-6 });
+    expect(gradientCheck(net, x, labels, lambda, { only: ['b2'] })).toMatchObject({ stencil: 2, precision: 'float64', h: 1e-6, tolerance: 1e-6 });
+    expect(gradientCheck(net, x, labels, lambda, { only: ['b2'], stencil: 4 })).toMatchObject({ stencil: 4, precision: 'double-double', h: 1e-6, tolerance: 1e-9 });
+    expect(gradientCheck(net, x, labels, lambda, { only: ['b2'], stencil: 4, precision: 'float64' })).toMatchObject({ stencil: 4, precision: 'float64', h: 1e-3, tolerance: 1e-6 });
+    // The default floor is the difference's own rounding: 64·u·max(1, |J|)/h with u = 2^-104 in double-double.
+    const dd = gradientCheck(net, x, labels, lambda, { only: ['b2'], stencil: 4 });
+    expect(dd.absoluteFloor).toBe((64 * 2 ** -104 * Math.max(1, Math.abs(dd.cost))) / 1e-6);
+    expect(Math.abs(dd.cost - cost(net, x, labels, lambda).cost)).toBeLessThanOrEqual(1e-15 * dd.cost);
     expectArgumentError(() => gradientCheck(net, x, labels, lambda, { stencil: 3 as 2 }), { op: 'gradientCheck', argument: 'stencil', expected: '2 or 4', actual: '3' });
+    expectArgumentError(() => gradientCheck(net, x, labels, lambda, { precision: 'float128' as 'float64' }), { argument: 'precision', expected: "'float64' or 'double-double'", actual: '"float128"' });
+    // A float64 forward cannot define J to 32 digits: refused rather than silently ignored.
+    expectArgumentError(() => gradientCheck(net, x, labels, lambda, { stencil: 4, numericForward: (n, input) => forward(n, input, 'train') }), { argument: 'numericForward' });
   });
 
-  it('equals (8(J(θ+h) − J(θ−h)) − (J(θ+2h) − J(θ−2h))) / 12h exactly as written, entries and directions', () => {
+  it('float64: equals (8(J(θ+h) − J(θ−h)) − (J(θ+2h) − J(θ−2h))) / 12h exactly as written; both precisions show the stencils’ truncation orders', () => {
     // Softmax regression (k = 1): J is smooth (no ReLU kinks), so a large step shows the stencils' truncation orders.
     const { net, x, labels, lambda } = buildNetworkCase({ inputDim: 3, hiddenDims: [], classes: 3, batch: 4, batchNorm: false, bnAffine: false, lambda: 0.1, seed: 3 });
     const h = 1e-2;
@@ -542,7 +562,7 @@ describe('stencil 4 (five-point, Richardson-extrapolated)', () => {
     const exact = costAndGradients(net, x, labels, lambda).gradients.layers[0].W.data[i];
     const analytic = new Float64Array(w.length);
     analytic[i] = expected; // the checker's numeric side must equal `expected` to the last bit here
-    const report = gradientCheck(net, x, labels, lambda, { only: ['W1'], analytic: { W1: analytic }, stencil: 4, h, maxEntriesPerParameter: w.length });
+    const report = gradientCheck(net, x, labels, lambda, { only: ['W1'], analytic: { W1: analytic }, stencil: 4, precision: 'float64', h, tolerance: 0 });
     const entry = parameterCheck(report, 'W1');
     // Every other entry is judged against a wrong analytic 0 and fails; entry i matches to the bit.
     expect(entry.failures).toBe(w.length - 1);
@@ -550,35 +570,134 @@ describe('stencil 4 (five-point, Richardson-extrapolated)', () => {
     // h = 1e-2: the two-point difference is off by ~h² (1e-5 relative), the five-point one by ~h⁴.
     expect(relativeError(exact, expected)).toBeLessThan(1e-8);
     expect(relativeError(exact, d1)).toBeGreaterThan(1e-7);
-    const two = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, tolerance: 1e-6 });
-    const four = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, stencil: 4, tolerance: 1e-6 });
-    expect(parameterCheck(two, 'W1').maxRelativeError).toBeGreaterThan(1e-7);
-    expect(parameterCheck(four, 'W1').maxRelativeError).toBeLessThan(1e-8);
-    const twoDir = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, mode: 'directional', directions: 3 });
-    const fourDir = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, stencil: 4, mode: 'directional', directions: 3 });
-    expect(parameterCheck(twoDir, 'W1').maxRelativeError).toBeGreaterThan(1e-7);
-    expect(parameterCheck(fourDir, 'W1').maxRelativeError).toBeLessThan(1e-8);
+    for (const precision of ['float64', 'double-double'] as const) {
+      const two = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, precision, tolerance: 1e-6 });
+      const four = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, stencil: 4, precision, tolerance: 1e-6 });
+      expect(parameterCheck(two, 'W1').maxRelativeError, precision).toBeGreaterThan(1e-7);
+      expect(parameterCheck(four, 'W1').maxRelativeError, precision).toBeLessThan(1e-8);
+      const twoDir = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, precision, mode: 'directional', directions: 3 });
+      const fourDir = gradientCheck(net, x, labels, lambda, { only: ['W1'], h, stencil: 4, precision, mode: 'directional', directions: 3, tolerance: 1e-6 });
+      expect(parameterCheck(twoDir, 'W1').maxRelativeError, precision).toBeGreaterThan(1e-7);
+      expect(parameterCheck(fourDir, 'W1').maxRelativeError, precision).toBeLessThan(1e-8);
+    }
   });
 
-  it('on a BN network reaches ≤ 1e-9 on every entry with no entry excused by the floor but b1’s exact zeros, and sees a 1e-6 effect the two-point check cannot', () => {
+  it('double-double: equals the same formula on DoubleDoubleCost’s J, θᵢ ± h and ± 2h exact', () => {
     const { net, x, labels, lambda } = buildNetworkCase(spec);
-    const report = gradientCheck(net, x, labels, lambda, { stencil: 4, tolerance: 1e-9 });
-    expect(report.passed).toBe(true);
+    const h = 1e-3;
+    const evaluator = new DoubleDoubleCost(net, x, labels, lambda);
+    const w1 = parameters(net)[0];
+    const i = 7;
+    const J = (s: number) => evaluator.atEntry(w1, i, s)!;
+    const d = (s: number) => ddToNumber(ddDivNumber(ddSub(J(s), J(-s)), 2 * s));
+    const expected = (4 * d(h) - d(2 * h)) / 3;
+    const analytic = new Float64Array(w1.values.length);
+    analytic[i] = expected;
+    const entry = parameterCheck(gradientCheck(net, x, labels, lambda, { only: ['W1'], analytic: { W1: analytic }, stencil: 4, h, tolerance: 0 }), 'W1');
+    expect(entry.failures).toBe(w1.values.length - 1 - entry.skippedKinks);
+    expect(entry.worst!.index).not.toEqual([1, 3]);
+  });
+
+  /** A report-like configuration: He init, b = 0, γ = 1, β = 0, standardized inputs, 2 hidden layers with BN. */
+  function reportLike(lambda: number) {
+    const prng = createPrng(1);
+    const net = createNetwork({ inputDim: 6, hiddenDims: [8, 8], classes: 4, batchNorm: true, bnAffine: true }, { kind: 'he' }, prng);
+    const n = 5;
+    const x = { rows: n, cols: 6, data: new Float64Array(n * 6) };
+    for (let i = 0; i < x.data.length; i++) x.data[i] = nextNormal(prng);
+    const labels = [0, 1, 2, 3, 0];
+    return { net, x, labels, lambda };
+  }
+
+  it.each([0, 0.01])('on a report-like BN network (2 hidden layers, 5 samples, λ = %s) every nonzero entry reaches ≤ 1e-9 with no floor excuse; float64 J does not', (lambdaValue) => {
+    const { net, x, labels, lambda } = reportLike(lambdaValue);
+    const report = gradientCheck(net, x, labels, lambda, { stencil: 4 });
+    expect(report).toMatchObject({ precision: 'double-double', tolerance: 1e-9, passed: true });
+    const own = costAndGradients(net, x, labels, lambda).gradients;
+    const nonzero = parameters(net).flatMap((ref) => Array.from(gradientOf(own, ref))).filter((g) => g !== 0).map(Math.abs);
     for (const p of report.parameters) {
-      if (p.name === 'b1') expect(p.analyticExactlyZero).toBe(true);
-      else expect(p.belowFloor, p.name).toBe(0);
+      expect(p.belowFloor, p.name).toBe(0);
+      expect(p.skippedKinks, p.name).toBe(0);
       expect(p.maxRelativeError, p.name).toBeLessThanOrEqual(1e-9);
     }
-    // A relative bias of 1e-6 in one W1 entry: invisible at the two-point check's tolerance, caught here.
-    const analytic = Float64Array.from(gradientOf(costAndGradients(net, x, labels, lambda).gradients, parameters(net)[0]));
-    analytic[7] *= 1 + 2e-6;
-    expect(gradientCheck(net, x, labels, lambda, { only: ['W1'], analytic: { W1: analytic } }).passed).toBe(true);
-    const caught = gradientCheck(net, x, labels, lambda, { only: ['W1'], analytic: { W1: analytic }, stencil: 4, tolerance: 1e-9 });
-    expect(caught.passed).toBe(false);
-    expect(parameterCheck(caught, 'W1').failures).toBe(1);
+    // Every entry but the 16 biases before BN is nonzero, down to < 1e-4 of the largest; the biases
+    // are exact zeros whose numeric value is 0 (or ~1e-27), judged by relative error like the rest.
+    expect(nonzero).toHaveLength(report.parameters.reduce((n, p) => n + p.evaluated, 0) - 16);
+    expect(Math.min(...nonzero)).toBeLessThan(1e-4 * Math.max(...nonzero));
+    for (const name of ['b1', 'b2']) expect(parameterCheck(report, name)).toMatchObject({ analyticExactlyZero: true, belowFloor: 0, passed: true });
+    // The same stencil and step on float64 J cannot, once the floor excuses nothing: rounding of J
+    // over the step (~1e-10 absolute) swamps the small entries.
+    const float64 = gradientCheck(net, x, labels, lambda, { stencil: 4, precision: 'float64', h: report.h, tolerance: 1e-9, absoluteFloor: 0 });
+    expect(float64.passed).toBe(false);
+    expect(Math.max(...float64.parameters.map((p) => p.maxRelativeError))).toBeGreaterThan(1e-8);
   });
 
-  it('judges kinks on all four perturbed passes: a flip seen only at ±2h skips the entry', () => {
+  it('sees an analytic error of relative size 1e-6 in one entry, the largest or the smallest, which the default two-point check lets pass', () => {
+    const { net, x, labels, lambda } = reportLike(0.01);
+    const own = costAndGradients(net, x, labels, lambda).gradients;
+    const entries = parameters(net).flatMap((ref) => Array.from(gradientOf(own, ref), (g, index) => ({ ref, index, g }))).filter((e) => e.g !== 0);
+    const byMagnitude = entries.sort((a, b) => Math.abs(a.g) - Math.abs(b.g));
+    const [smallest, largest] = [byMagnitude[0], byMagnitude[byMagnitude.length - 1]];
+    expect(Math.abs(smallest.g)).toBeLessThan(1e-4 * Math.abs(largest.g));
+    for (const { ref, index } of [largest, smallest]) {
+      const wrong = Float64Array.from(gradientOf(own, ref));
+      wrong[index] *= 1 + 1e-6;
+      const check = (options: GradientCheckOptions) => parameterCheck(gradientCheck(net, x, labels, lambda, { only: [ref.name], analytic: { [ref.name]: wrong }, ...options }), ref.name);
+      const four = check({ stencil: 4 });
+      expect(four.failures, `${ref.name}[${index}]`).toBe(1);
+      expect(four.worst!.index).toEqual(ref.shape.length === 2 ? [Math.floor(index / ref.shape[1]), index % ref.shape[1]] : [index]);
+      expect(four.worst!.relativeError).toBeGreaterThan(4e-7);
+      // The two-point table had the same error all along, as r ≈ 5e-7 < 1e-6 (shown on the large entry,
+      // where its own error is small); and the correct value passes stencil 4.
+      if (index === largest.index && ref === largest.ref) expect(check({}).passed).toBe(true);
+      wrong[index] = gradientOf(own, ref)[index];
+      expect(check({ stencil: 4 }).passed).toBe(true);
+    }
+  });
+
+  it('its numeric side is exact to float64 rounding: against the decimal oracle’s gradients every entry reaches 1e-14', () => {
+    // Entries only: a directional analytic value ⟨g, u⟩ is itself a float64 dot product, with its own cancellation.
+    fc.assert(
+      fc.property(networkCaseArb(SMALL_LIMITS), (caseSpec) => {
+        const { net, x, labels, lambda } = buildNetworkCase(caseSpec);
+        const report = gradientCheck(net, x, labels, lambda, { stencil: 4, analytic: decimalGradients(net, x, labels, lambda), tolerance: 1e-14 });
+        if (!report.passed) expect.fail(describeFailures(report));
+      }),
+    );
+  });
+
+  it('on an ill-conditioned BN fixture (σ²/ε < 1) it matches the decimal oracle to 1e-9, where the two-point difference misses by > 1e-6', () => {
+    // Note [Ill-conditioned batch norm]: the h = 1e-6 two-point difference carries truncation error there.
+    const { net, x, labels, lambda } = buildNetworkCase({ inputDim: 19, hiddenDims: [10, 8], classes: 5, batch: 2, batchNorm: true, bnAffine: true, lambda: 0, seed: 29 });
+    expect(bnVarianceToEpsRatio(net, x)).toBeLessThan(1);
+    const exact = decimalGradients(net, x, labels, lambda, { only: ['W1'] });
+    expect(gradientCheck(net, x, labels, lambda, { only: ['W1'], analytic: exact }).passed).toBe(false);
+    expect(describeFailures(gradientCheck(net, x, labels, lambda, { only: ['W1'], analytic: exact, stencil: 4 }))).toBe('gradient check passed');
+  });
+
+  it('its numeric side is training mode: analytic gradients taken through running statistics fail', () => {
+    const { net, x, labels, lambda } = buildNetworkCase(spec);
+    const inference = backward(net, forward(net, x, 'inference'), labels, lambda);
+    const analytic = Object.fromEntries(parameters(net).map((ref) => [ref.name, gradientOf(inference, ref)]));
+    const report = gradientCheck(net, x, labels, lambda, { stencil: 4, analytic });
+    expect(parameterCheck(report, 'W1').passed).toBe(false);
+    expect(parameterCheck(report, 'gamma1').passed).toBe(false);
+  });
+
+  it('skips the same kinks in both precisions, at a step large enough to cross some', () => {
+    const { net, x, labels, lambda } = buildNetworkCase({ ...spec, hiddenDims: [6, 4] });
+    const h = 0.05;
+    const float64 = gradientCheck(net, x, labels, lambda, { stencil: 4, precision: 'float64', h, tolerance: 1 });
+    const dd = gradientCheck(net, x, labels, lambda, { stencil: 4, h, tolerance: 1 });
+    const kinks = (r: GradientCheckReport) => r.parameters.map((p) => [p.name, p.skippedKinks]);
+    expect(kinks(dd)).toEqual(kinks(float64));
+    expect(dd.parameters.reduce((n, p) => n + p.skippedKinks, 0)).toBeGreaterThan(0);
+    const dir64 = gradientCheck(net, x, labels, lambda, { stencil: 4, precision: 'float64', h, tolerance: 1, mode: 'directional', directions: 6 });
+    const dirDd = gradientCheck(net, x, labels, lambda, { stencil: 4, h, tolerance: 1, mode: 'directional', directions: 6 });
+    expect(kinks(dirDd)).toEqual(kinks(dir64));
+  });
+
+  it('float64: judges kinks on all four perturbed passes: a flip seen only at ±2h skips the entry', () => {
     const { net, x, labels, lambda } = buildNetworkCase(spec);
     let calls = 0;
     const flipFar = (n: Network, input: typeof x): ForwardResult => {
@@ -587,10 +706,10 @@ describe('stencil 4 (five-point, Richardson-extrapolated)', () => {
       if (calls++ > 0 && (calls - 2) % 4 === 2) for (let i = 0; i < result.layers[0].preActivation.data.length; i++) result.layers[0].preActivation.data[i] *= -1;
       return result;
     };
-    const report = gradientCheck(net, x, labels, lambda, { only: ['W1'], stencil: 4, numericForward: flipFar });
+    const report = gradientCheck(net, x, labels, lambda, { only: ['W1'], stencil: 4, precision: 'float64', numericForward: flipFar });
     expect(parameterCheck(report, 'W1')).toMatchObject({ evaluated: 20, skippedKinks: 20, passed: false });
     calls = 0;
-    const dir = gradientCheck(net, x, labels, lambda, { only: ['W1'], stencil: 4, mode: 'directional', numericForward: flipFar });
+    const dir = gradientCheck(net, x, labels, lambda, { only: ['W1'], stencil: 4, precision: 'float64', mode: 'directional', numericForward: flipFar });
     expect(parameterCheck(dir, 'W1')).toMatchObject({ evaluated: 4, skippedKinks: 4 });
   });
 });

@@ -1,3 +1,5 @@
+import { DD_EPSILON, ddDivNumber, ddSub, ddToNumber, type DoubleDouble } from './double-double.js';
+import { DoubleDoubleCost } from './double-double-model.js';
 import { ReferenceArgumentError, describeValue } from './errors.js';
 import type { Matrix } from './matrix.js';
 import { backward, costFromForward, forward, validateBatch, type ForwardResult, type Gradients } from './model.js';
@@ -9,7 +11,7 @@ import { gradientOf } from './sgd.js';
  * Gradient check by centered differences, the project's ground truth for every backward pass.
  *
  * For each checked entry θᵢ of each parameter, numeric = (J(θᵢ + h) − J(θᵢ − h)) / (2h), where J is
- * recomputed by a full forward pass in training mode, so batch statistics are recomputed for every
+ * recomputed by a forward pass in training mode, so batch statistics are recomputed for every
  * perturbation (Note [BN backward through batch statistics]). The perturbations are applied to a
  * private copy of the network: the caller's parameters, running averages and PRNG are never touched.
  *
@@ -24,29 +26,41 @@ import { gradientOf } from './sgd.js';
  * sign of any ReLU input relative to the unperturbed pass, i.e. some pre-activation lies within the
  * perturbation's reach of 0, where J is not differentiable and the difference quotient is meaningless.
  *
- * Stencils: 2 (default) is the classic two-point difference above, truncation error ~h²·J‴/6.
+ * Stencils: 2 (default) is the classic two-point difference above on float64 J, truncation error
+ * ~h²·J‴/6: the report's table, tolerance 1e-6.
  * 4 is its Richardson extrapolation, the five-point stencil
  *   numeric = (4·D(h) − D(2h)) / 3,  D(s) = (J(θ + s) − J(θ − s)) / (2s)
  *           = (−J(θ+2h) + 8J(θ+h) − 8J(θ−h) + J(θ−2h)) / (12h),
- * truncation ~h⁴·J⁽⁵⁾/30 instead of ~h²·J‴/6. Its default step, 1e-3, balances that truncation
- * (≲ 1e-10 absolute on the report's BN networks) against the float64 rounding of J divided by the
- * step (≈ 1e-16·|J|/h ≈ 1e-13 absolute): entries of ordinary size (|g| ≳ 1e-3) reach relative errors
- * near 1e-9, so effects of size 1e-6 stand out. Entries far smaller than that stay limited by the
- * rounding of J itself, which no stencil removes (only a higher-precision J would). Kinks are judged
- * on all four perturbed passes.
+ * truncation ~h⁴·J⁽⁵⁾/30. A better stencil alone does not reach 1e-9 on small entries: the float64
+ * rounding of J over the step (≈ 1e-16·|J|/h) swamps their difference (with h = 1e-3, 31 of the
+ * report's 84 nonzero parameter rows stayed above 1e-9, up to 2.3e-7). So stencil 4 by default
+ * evaluates J in double-double arithmetic (`precision`; ≈ 32 digits, DoubleDoubleCost in
+ * double-double-model.ts): the same training-mode pass with batch statistics recomputed per
+ * perturbation, θᵢ ± s formed exactly, rounding ≈ 1e-32·|J|/h. The step can then be small enough
+ * for truncation to vanish too. Measured on the report's configurations: h = 1e-3 left up to 2.9e-8,
+ * 1e-4 up to 6.5e-12, while 1e-5 and 1e-6 agree to every printed digit; on small BN networks with
+ * σ²/ε down to 64, judged against the decimal oracle's gradients, 1e-5 still showed 2e-13 and 1e-6
+ * only the final rounding to float64. Default step 1e-6. What remains is the float64 analytic
+ * gradient's own rounding (≤ 5.4e-12 on the report's configurations), hence tolerance 1e-9: an
+ * analytic error of relative size 1e-6 (r ≈ 5e-7) fails. Exact zeros (the bias before BN) get a
+ * numeric 0 or ≲ 1e-25 and pass by relative error; the floor, 64·2^-104·max(1, |J|)/h, excuses
+ * nothing there. `precision: 'float64'` keeps the float64 five-point stencil (default step 1e-3,
+ * tolerance 1e-6) for comparison and for `numericForward`. Kinks are judged on all four passes.
  *
  * Modes: 'entries' checks entries one by one (all, or `maxEntriesPerParameter` drawn at random);
  * 'directional' checks, per parameter, `directions` random unit directions u:
  * ⟨∇J, u⟩ against (J(θ + h·u) − J(θ − h·u)) / (2h) (like PyTorch's fast gradcheck / JAX check_grads).
  */
 export interface GradientCheckOptions {
-  /** Step; default 1e-6 for stencil 2 (truncation ~h², rounding ~ε/h), 1e-3 for stencil 4 (truncation ~h⁴). */
+  /** Step; default gradientCheckDefaults(stencil, precision).h: 1e-6, except 1e-3 for stencil 4 in float64. */
   readonly h?: number;
   /** 2: two-point centered difference (default); 4: five-point (Richardson-extrapolated) centered difference. */
   readonly stencil?: 2 | 4;
-  /** Largest relative error accepted per entry. */
+  /** Arithmetic of J on the numeric side; default 'double-double' with stencil 4, 'float64' with stencil 2. */
+  readonly precision?: GradientCheckPrecision;
+  /** Largest relative error accepted per entry; default gradientCheckDefaults(stencil, precision).tolerance: 1e-9 for stencil 4 in double-double, else 1e-6. */
   readonly tolerance?: number;
-  /** Absolute difference always accepted; default 64·ε·max(1, |J|)/h, the centered difference's own rounding noise. */
+  /** Absolute difference always accepted; default 64·u·max(1, |J|)/h, the centered difference's own rounding noise (u: the precision's unit roundoff). */
   readonly absoluteFloor?: number;
   readonly mode?: 'entries' | 'directional';
   /** 'entries' mode: check at most this many entries per parameter, drawn at random. */
@@ -59,7 +73,8 @@ export interface GradientCheckOptions {
   readonly only?: readonly string[];
   /**
    * The forward pass that defines J for the numeric side; default training mode. Tests replace it
-   * with a broken one (running statistics) to prove the checker rejects it.
+   * with a broken one (running statistics) to prove the checker rejects it. A float64 forward:
+   * only with precision 'float64'.
    */
   readonly numericForward?: (net: Network, x: Matrix) => ForwardResult;
   /**
@@ -101,6 +116,7 @@ export interface ParameterCheck {
 export interface GradientCheckReport {
   readonly mode: 'entries' | 'directional';
   readonly stencil: 2 | 4;
+  readonly precision: GradientCheckPrecision;
   readonly h: number;
   readonly tolerance: number;
   readonly absoluteFloor: number;
@@ -118,29 +134,39 @@ export class GradientCheckError extends Error {
 
 export const DEFAULT_GRADIENT_CHECK = { h: 1e-6, tolerance: 1e-6, mode: 'entries', directions: 4, seed: 1, stencil: 2 } as const;
 
-/** The default step of each stencil (see the notes on stencils above). */
-export const DEFAULT_STEP: Readonly<Record<2 | 4, number>> = { 2: 1e-6, 4: 1e-3 };
+export type GradientCheckPrecision = 'float64' | 'double-double';
+export const GRADIENT_CHECK_PRECISIONS: readonly GradientCheckPrecision[] = ['float64', 'double-double'];
 
-interface Evaluation {
-  readonly cost: number;
-  readonly reluMask: Uint8Array;
+/** The default step of each stencil at its default precision (float64 for 2, double-double for 4). */
+export const DEFAULT_STEP: Readonly<Record<2 | 4, number>> = { 2: 1e-6, 4: 1e-6 };
+/** The default tolerance of each stencil at its default precision. */
+export const DEFAULT_TOLERANCE: Readonly<Record<2 | 4, number>> = { 2: 1e-6, 4: 1e-9 };
+
+/**
+ * Default step and tolerance (see the notes on stencils above): DEFAULT_STEP and DEFAULT_TOLERANCE,
+ * except for stencil 4 in float64, whose rounding limits it to h = 1e-3 and 1e-6.
+ */
+export function gradientCheckDefaults(stencil: 2 | 4, precision: GradientCheckPrecision): { readonly h: number; readonly tolerance: number } {
+  if (stencil === 4 && precision === 'float64') return { h: 1e-3, tolerance: 1e-6 };
+  return { h: DEFAULT_STEP[stencil], tolerance: DEFAULT_TOLERANCE[stencil] };
 }
 
-function reluMask(net: Network, result: ForwardResult): Uint8Array {
-  const hidden = result.layers.slice(0, net.layers.length - 1);
-  const mask = new Uint8Array(hidden.reduce((n, c) => n + c.preActivation.data.length, 0));
-  let k = 0;
-  for (const c of hidden) for (const v of c.preActivation.data) mask[k++] = v > 0 ? 1 : 0;
-  return mask;
-}
-
-function sameMask(a: Uint8Array, b: Uint8Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
+/** Unit roundoff of J in each precision, for the default absolute floor. */
+const UNIT_ROUNDOFF: Readonly<Record<GradientCheckPrecision, number>> = { float64: Number.EPSILON, 'double-double': DD_EPSILON };
 
 export function relativeError(analytic: number, numeric: number): number {
   return Math.abs(analytic - numeric) / Math.max(1e-8, Math.abs(analytic) + Math.abs(numeric));
+}
+
+/**
+ * The numeric side: J at the unperturbed parameters, and one centered difference
+ * D(s) = (J(θ + s·e) − J(θ − s·e)) / (2s) along an entry or a unit direction e, null when the
+ * perturbation flips a ReLU relative to the unperturbed pass.
+ */
+interface NumericSide {
+  readonly cost: number;
+  entry(ref: ParameterRef, index: number, s: number): number | null;
+  direction(ref: ParameterRef, u: Float64Array, s: number): number | null;
 }
 
 /** Runs the check and returns the report; never throws on a mismatch (see assertGradientCheck / checkGradients). */
@@ -148,8 +174,15 @@ export function gradientCheck(net: Network, x: Matrix, labels: ArrayLike<number>
   validateBatch('gradientCheck', net, x, labels, 'train');
   const stencil = options.stencil ?? DEFAULT_GRADIENT_CHECK.stencil;
   if (stencil !== 2 && stencil !== 4) throw new ReferenceArgumentError('gradientCheck', 'stencil', '2 or 4', describeValue(stencil));
-  const h = options.h ?? DEFAULT_STEP[stencil];
-  const tolerance = options.tolerance ?? DEFAULT_GRADIENT_CHECK.tolerance;
+  const precision = options.precision ?? (stencil === 4 ? 'double-double' : 'float64');
+  if (!GRADIENT_CHECK_PRECISIONS.includes(precision))
+    throw new ReferenceArgumentError('gradientCheck', 'precision', "'float64' or 'double-double'", describeValue(precision));
+  // A float64 forward cannot define J to 32 digits: silently ignoring it would check something else.
+  if (precision === 'double-double' && options.numericForward)
+    throw new ReferenceArgumentError('gradientCheck', 'numericForward', "absent with precision 'double-double' (a float64 forward pass)", 'a function');
+  const defaults = gradientCheckDefaults(stencil, precision);
+  const h = options.h ?? defaults.h;
+  const tolerance = options.tolerance ?? defaults.tolerance;
   const mode = options.mode ?? DEFAULT_GRADIENT_CHECK.mode;
   for (const [name, value] of [['h', h], ['tolerance', tolerance], ['lambda', lambda]] as const)
     if (!(value >= 0) || !Number.isFinite(value) || (name === 'h' && value === 0))
@@ -163,7 +196,6 @@ export function gradientCheck(net: Network, x: Matrix, labels: ArrayLike<number>
   for (const name of options.only ?? [])
     if (!known.includes(name)) throw new ReferenceArgumentError('gradientCheck', 'only', `parameter names among ${known.join(', ')}`, `'${name}'`);
 
-  const numericForward = options.numericForward ?? ((n: Network, input: Matrix) => forward(n, input, 'train'));
   const analytic = options.analytic ? null : backward(net, forward(net, x, 'train'), labels, lambda);
   const analyticOf = (ref: ParameterRef): ArrayLike<number> => {
     if (!analytic) {
@@ -175,21 +207,81 @@ export function gradientCheck(net: Network, x: Matrix, labels: ArrayLike<number>
     return gradientOf(analytic, ref);
   };
   const work = cloneNetwork(net);
-  const evaluate = (): Evaluation => {
-    const result = numericForward(work, x);
-    return { cost: costFromForward(work, result, labels, lambda).cost, reluMask: reluMask(work, result) };
-  };
-  const base = evaluate();
-  const absoluteFloor = options.absoluteFloor ?? (64 * Number.EPSILON * Math.max(1, Math.abs(base.cost))) / h;
+  const side =
+    precision === 'double-double'
+      ? doubleDoubleSide(work, x, labels, lambda)
+      : float64Side(work, x, labels, lambda, options.numericForward ?? ((n: Network, input: Matrix) => forward(n, input, 'train')));
+  const absoluteFloor = options.absoluteFloor ?? (64 * UNIT_ROUNDOFF[precision] * Math.max(1, Math.abs(side.cost))) / h;
   const prng = createPrng(options.seed ?? DEFAULT_GRADIENT_CHECK.seed);
   const selected = parameters(work).filter((ref) => !options.only || options.only.includes(ref.name));
   const checks = selected.map((ref) => {
     const grad = analyticOf(ref);
     return mode === 'entries'
-      ? checkEntries(ref, grad, evaluate, base, stencil, h, tolerance, absoluteFloor, prng, options.maxEntriesPerParameter)
-      : checkDirections(ref, grad, evaluate, base, stencil, h, tolerance, absoluteFloor, prng, options.directions ?? DEFAULT_GRADIENT_CHECK.directions);
+      ? checkEntries(ref, grad, side, stencil, h, tolerance, absoluteFloor, prng, options.maxEntriesPerParameter)
+      : checkDirections(ref, grad, side, stencil, h, tolerance, absoluteFloor, prng, options.directions ?? DEFAULT_GRADIENT_CHECK.directions);
   });
-  return { mode, stencil, h, tolerance, absoluteFloor, cost: base.cost, parameters: checks, passed: checks.every((c) => c.passed) };
+  return { mode, stencil, precision, h, tolerance, absoluteFloor, cost: side.cost, parameters: checks, passed: checks.every((c) => c.passed) };
+}
+
+/**
+ * J by `numericForward` on `work`, whose parameters are moved in place and restored. Each
+ * difference divides by the step actually taken (θ ± s rounded to float64, so up − down is not
+ * exactly 2s).
+ */
+function float64Side(work: Network, x: Matrix, labels: ArrayLike<number>, lambda: number, numericForward: (net: Network, x: Matrix) => ForwardResult): NumericSide {
+  const evaluate = (): { cost: number; reluMask: Uint8Array } => {
+    const result = numericForward(work, x);
+    return { cost: costFromForward(work, result, labels, lambda).cost, reluMask: reluMask(work, result) };
+  };
+  const base = evaluate();
+  const flipped = (...masks: Uint8Array[]) => masks.some((m) => !sameMask(m, base.reluMask));
+  return {
+    cost: base.cost,
+    entry(ref, i, s) {
+      const original = ref.values[i];
+      const up = original + s;
+      const down = original - s;
+      ref.values[i] = up;
+      const plus = evaluate();
+      ref.values[i] = down;
+      const minus = evaluate();
+      ref.values[i] = original;
+      return flipped(plus.reluMask, minus.reluMask) ? null : (plus.cost - minus.cost) / (up - down);
+    },
+    direction(ref, u, s) {
+      const original = Float64Array.from(ref.values);
+      for (let i = 0; i < u.length; i++) ref.values[i] = original[i] + s * u[i];
+      const plus = evaluate();
+      for (let i = 0; i < u.length; i++) ref.values[i] = original[i] - s * u[i];
+      const minus = evaluate();
+      ref.values.set(original);
+      return flipped(plus.reluMask, minus.reluMask) ? null : (plus.cost - minus.cost) / (2 * s);
+    },
+  };
+}
+
+/** J in double-double (DoubleDoubleCost): θᵢ ± s is exact there, so each difference divides by exactly 2s. */
+function doubleDoubleSide(work: Network, x: Matrix, labels: ArrayLike<number>, lambda: number): NumericSide {
+  const cost = new DoubleDoubleCost(work, x, labels, lambda);
+  const quotient = (plus: DoubleDouble | null, minus: DoubleDouble | null, s: number) => (plus && minus ? ddToNumber(ddDivNumber(ddSub(plus, minus), 2 * s)) : null);
+  return {
+    cost: ddToNumber(cost.base),
+    entry: (ref, i, s) => quotient(cost.atEntry(ref, i, s), cost.atEntry(ref, i, -s), s),
+    direction: (ref, u, s) => quotient(cost.alongDirection(ref, u, s), cost.alongDirection(ref, u, -s), s),
+  };
+}
+
+function reluMask(net: Network, result: ForwardResult): Uint8Array {
+  const hidden = result.layers.slice(0, net.layers.length - 1);
+  const mask = new Uint8Array(hidden.reduce((n, c) => n + c.preActivation.data.length, 0));
+  let k = 0;
+  for (const c of hidden) for (const v of c.preActivation.data) mask[k++] = v > 0 ? 1 : 0;
+  return mask;
+}
+
+function sameMask(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function chooseEntries(count: number, limit: number | undefined, prng: Prng): number[] {
@@ -265,27 +357,13 @@ function unflatten(ref: ParameterRef, flat: number): number[] {
 }
 
 function checkEntries(
-  ref: ParameterRef, grad: ArrayLike<number>, evaluate: () => Evaluation, base: Evaluation,
+  ref: ParameterRef, grad: ArrayLike<number>, side: NumericSide,
   stencil: 2 | 4, h: number, tolerance: number, absoluteFloor: number, prng: Prng, limit: number | undefined,
 ): ParameterCheck {
   const tally = new ErrorTally(tolerance, absoluteFloor);
-  // One centered difference of step s: the cost at θᵢ ± s, divided by the step actually taken
-  // (up − down is not exactly 2s in floating point); null when a ReLU flips on either side.
-  const difference = (i: number, s: number): number | null => {
-    const original = ref.values[i];
-    const up = original + s;
-    const down = original - s;
-    ref.values[i] = up;
-    const plus = evaluate();
-    ref.values[i] = down;
-    const minus = evaluate();
-    ref.values[i] = original;
-    if (!sameMask(plus.reluMask, base.reluMask) || !sameMask(minus.reluMask, base.reluMask)) return null;
-    return (plus.cost - minus.cost) / (up - down);
-  };
   for (const i of chooseEntries(ref.values.length, limit, prng)) {
     tally.evaluated++;
-    const numeric = centered((s) => difference(i, s), stencil, h);
+    const numeric = centered((s) => side.entry(ref, i, s), stencil, h);
     if (numeric === null) {
       tally.skippedKinks++;
       continue;
@@ -304,21 +382,11 @@ function centered(difference: (s: number) => number | null, stencil: 2 | 4, h: n
 }
 
 function checkDirections(
-  ref: ParameterRef, grad: ArrayLike<number>, evaluate: () => Evaluation, base: Evaluation,
+  ref: ParameterRef, grad: ArrayLike<number>, side: NumericSide,
   stencil: 2 | 4, h: number, tolerance: number, absoluteFloor: number, prng: Prng, directions: number,
 ): ParameterCheck {
   const tally = new ErrorTally(tolerance, absoluteFloor);
-  const original = Float64Array.from(ref.values);
-  const u = new Float64Array(original.length);
-  const difference = (s: number): number | null => {
-    for (let i = 0; i < u.length; i++) ref.values[i] = original[i] + s * u[i];
-    const plus = evaluate();
-    for (let i = 0; i < u.length; i++) ref.values[i] = original[i] - s * u[i];
-    const minus = evaluate();
-    ref.values.set(original);
-    if (!sameMask(plus.reluMask, base.reluMask) || !sameMask(minus.reluMask, base.reluMask)) return null;
-    return (plus.cost - minus.cost) / (2 * s);
-  };
+  const u = new Float64Array(ref.values.length);
   for (let d = 0; d < directions; d++) {
     tally.evaluated++;
     let norm = 0;
@@ -326,7 +394,7 @@ function checkDirections(
     norm = Math.sqrt(norm);
     let analytic = 0;
     for (let i = 0; i < u.length; i++) analytic += grad[i] * (u[i] /= norm);
-    const numeric = centered(difference, stencil, h);
+    const numeric = centered((s) => side.direction(ref, u, s), stencil, h);
     if (numeric === null) {
       tally.skippedKinks++;
       continue;

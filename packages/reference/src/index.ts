@@ -6,6 +6,8 @@ export * from './batch-norm.js';
 export * from './ops.js';
 export * from './model.js';
 export * from './sgd.js';
+export * from './double-double.js';
+export * from './double-double-model.js';
 export * from './gradient-check.js';
 export * from './decimal-oracle.js';
 export * from './weights-format.js';

@@ -9,6 +9,7 @@ import {
   DEFAULT_GRADCHECK_OPTIONS,
   GRADCHECK_FLAGS,
   STENCIL_STEP,
+  STENCIL_TOLERANCE,
   coreGradients,
   formatGradcheckReport,
   loadReference,
@@ -237,7 +238,7 @@ describe('bnmlp gradcheck arguments', () => {
       options: { data: tinyCifarDir, dims: 20, batch: 10, hidden: 8, layers: [2, 3], lambda: 0.1, mode: 'entries', maxEntries: null },
       data: { kind: 'option', dir: tinyCifarDir, trainRecords: 40, features: { dims: 20, of: 3072 }, batch: { records: 10 } },
       network: { init: 'he', seed: 1, classes: 10, eps: 1e-5 },
-      check: { mode: 'entries', stencil: 2, h: 1e-6, tolerance: 1e-6, coverage: 'every entry of every parameter' },
+      check: { mode: 'entries', stencil: 2, precision: 'float64', h: 1e-6, tolerance: 1e-6, coverage: 'every entry of every parameter' },
       summary: { configurations: 8, failedRows: 0 },
     });
     expect(doc.configurations.map((c: { label: string }) => c.label)).toEqual([
@@ -255,34 +256,64 @@ describe('bnmlp gradcheck arguments', () => {
 });
 
 describe('bnmlp gradcheck --stencil', () => {
-  it('defaults to the two-point difference; --stencil 4 brings its own step unless --step is given; other values are usage errors', () => {
-    expect(parseGradcheckArgs([]).options).toMatchObject({ stencil: 2, step: STENCIL_STEP[2] });
-    expect(STENCIL_STEP[2]).toBe(DEFAULT_GRADCHECK_OPTIONS.step);
-    expect(parseGradcheckArgs(['--stencil', '4']).options).toMatchObject({ stencil: 4, step: STENCIL_STEP[4] });
-    expect(parseGradcheckArgs(['--stencil', '4', '--step', '1e-3']).options).toMatchObject({ stencil: 4, step: 1e-3 });
-    expect(parseGradcheckArgs(['--stencil', '2', '--step', '1e-5']).options).toMatchObject({ stencil: 2, step: 1e-5 });
+  it('defaults to the two-point difference; --stencil 4 brings its own step and tolerance unless given; other values are usage errors', () => {
+    expect(parseGradcheckArgs([]).options).toMatchObject({ stencil: 2, step: STENCIL_STEP[2], tolerance: STENCIL_TOLERANCE[2] });
+    expect([STENCIL_STEP[2], STENCIL_TOLERANCE[2]]).toEqual([DEFAULT_GRADCHECK_OPTIONS.step, DEFAULT_GRADCHECK_OPTIONS.tolerance]);
+    // The reference's own defaults for each stencil (its precision: float64 for 2, double-double for 4).
+    for (const stencil of [2, 4] as const) expect(reference.gradientCheckDefaults(stencil, stencil === 4 ? 'double-double' : 'float64')).toEqual({ h: STENCIL_STEP[stencil], tolerance: STENCIL_TOLERANCE[stencil] });
+    expect(parseGradcheckArgs(['--stencil', '4']).options).toMatchObject({ stencil: 4, step: 1e-6, tolerance: 1e-9 });
+    expect(parseGradcheckArgs(['--stencil', '4', '--step', '1e-3', '--tolerance', '1e-7']).options).toMatchObject({ stencil: 4, step: 1e-3, tolerance: 1e-7 });
+    expect(parseGradcheckArgs(['--stencil', '2', '--step', '1e-5']).options).toMatchObject({ stencil: 2, step: 1e-5, tolerance: 1e-6 });
     for (const bad of ['3', '1', 'four', '4.0x'])
       expect(() => parseGradcheckArgs(['--stencil', bad]), bad).toThrow(/--stencil.*2 or 4/s);
     const help = GRADCHECK_FLAGS.find((f) => f.flag === 'stencil')!;
     expect(help).toMatchObject({ value: '<2|4>', default: '2' });
-    expect(GRADCHECK_FLAGS.find((f) => f.flag === 'step')!.default).toContain('--stencil 4');
+    expect(help.help).toContain('double-double');
+    expect(GRADCHECK_FLAGS.find((f) => f.flag === 'tolerance')!.default).toBe('1e-6 (--stencil 2), 1e-9 (--stencil 4)');
   });
 
-  it('--stencil 4 reaches smaller relative errors than the two-point check, with no entry excused by the floor but the exact zeros', async () => {
-    const small = { data: tinyCifarDir, dims: 6, batch: 6, hidden: 6, layers: [2, 3] };
+  const small = { data: tinyCifarDir, dims: 6, batch: 6, hidden: 6, layers: [2, 3] };
+
+  it('--stencil 4 evaluates J in double-double: every nonzero entry ≤ 1e-9, none excused by the floor, exact zeros judged like the rest', async () => {
     const two = await runGradcheck(small);
     const four = await runGradcheck({ ...small, stencil: 4 });
-    expect(four.check).toMatchObject({ stencil: 4, h: STENCIL_STEP[4] });
+    expect(four.check).toMatchObject({ stencil: 4, precision: 'double-double', h: 1e-6, tolerance: 1e-9 });
+    expect(four.check.method).toBe("centered differences of J in double-double arithmetic (~32 digits) against @bnmlp/reference's float64 analytic gradients (gradientCheck)");
+    expect(four.check.absoluteFloor).toContain('64 * 2^-104 * max(1, |J|) / h');
     expect(four.passed).toBe(true);
-    const worst = (r: GradcheckReport) => Math.max(...r.configurations.flatMap((c) => c.parameters.map((p) => p.maxRelativeError)));
-    // Both limits are set by the tiniest entries (|g| ~ 1e-6 here), whose float64 rounding of J
-    // (~1e-16·|J|/h absolute) no stencil removes; entries of ordinary size reach ~1e-10 (reference tests).
-    expect(worst(four)).toBeLessThan(worst(two));
     for (const c of four.configurations)
-      for (const p of c.parameters) if (!p.analyticExactlyZero) expect(p.belowFloor, `${c.label} ${p.name}`).toBe(0);
+      for (const p of c.parameters) {
+        expect(p.belowFloor, `${c.label} ${p.name}`).toBe(0);
+        expect(p.maxRelativeError, `${c.label} ${p.name}`).toBeLessThanOrEqual(1e-9);
+      }
+    expect(four.summary).toMatchObject({ belowFloor: 0, failedRows: 0 });
+    expect(four.summary.maxRelativeError).toBeLessThanOrEqual(1e-9);
+    // The two-point table excuses the exact zeros (and maybe more) by its float64 floor and is limited to ~1e-7.
+    expect(two.summary.belowFloor).toBeGreaterThan(0);
+    expect(two.summary.maxRelativeError).toBeGreaterThan(1e3 * four.summary.maxRelativeError);
     const { out, context } = capture();
     expect(await runCli(['gradcheck', '--stencil', '4', '--data', tinyCifarDir, '--dims', '4', '--batch', '4', '--hidden', '4', '--layers', '2'], context)).toBe(0);
-    expect(out.stdout).toContain('five-point (4th-order, Richardson) centered difference, h = 0.001');
+    expect(out.stdout).toContain('five-point (4th-order, Richardson) centered difference on J in double-double arithmetic (~32 digits), h = 1e-6, tolerance 1e-9 on');
+    expect(out.stdout).toContain('"floor": entries within the rounding floor 64*2^-104*max(1,|J|)/h');
+    expect(out.stdout.trimEnd().split('\n').at(-1)).toMatch(/^PASS: all 20 parameter rows pass \(4 configurations, \d+ entries evaluated, \d+ kinks skipped, 0 within the floor; worst relative error \d\.\d\de-\d+\) in /);
+  });
+
+  it('--stencil 4 fails an analytic gradient 1e-6 off in one entry, which the two-point table passes', async () => {
+    // A reference whose analytic W2[0, 0] is off by a relative 1e-6 (as a subtle backward bug would be).
+    const planted: ReferenceModule = {
+      ...reference,
+      gradientCheck: (net, x, labels, lambda, options) => {
+        const own = reference.costAndGradients(net, x, labels, lambda).gradients;
+        const analytic = Object.fromEntries(reference.parameters(net).map((p) => [p.name, Float64Array.from(reference.gradientOf(own, p))]));
+        analytic.W2[0] *= 1 + 1e-6;
+        return reference.gradientCheck(net, x, labels, lambda, { ...options, analytic });
+      },
+    };
+    const deps = { importReference: async () => planted };
+    expect((await runGradcheck(small, deps)).passed).toBe(true);
+    const four = await runGradcheck({ ...small, stencil: 4 }, deps);
+    const failed = four.configurations.flatMap((c) => c.parameters.filter((p) => !p.passed).map((p) => `${c.label} ${p.name} ${p.failures} [${p.worst!.index}]`));
+    expect(failed).toEqual(four.configurations.map((c) => `${c.label} W2 1 [0,0]`));
   });
 });
 

@@ -75,9 +75,12 @@ export interface GradcheckOptions {
   readonly maxEntries: number | null;
   /** Centered-difference step; when not given, STENCIL_STEP[stencil]. */
   readonly step: number;
-  /** 2: the classic two-point centered difference (the report's table); 4: the five-point (Richardson-extrapolated) one, truncation ~h⁴. */
+  /**
+   * 2: the classic two-point centered difference in float64 (the report's table); 4: the five-point
+   * (Richardson-extrapolated) one, truncation ~h⁴, on J evaluated in double-double arithmetic (~32 digits).
+   */
   readonly stencil: 2 | 4;
-  /** Reference: as given (default 1e-6). Core: CORE_GRADIENT_TOLERANCE.relative, fixed. */
+  /** Reference: as given, else STENCIL_TOLERANCE[stencil]. Core: CORE_GRADIENT_TOLERANCE.relative, fixed. */
   readonly tolerance: number;
   /** Whose analytic gradients are checked: @bnmlp/reference's (float64) or @bnmlp/core's (float32). */
   readonly impl: GradcheckImpl;
@@ -104,12 +107,21 @@ export const DEFAULT_GRADCHECK_OPTIONS: GradcheckOptions = {
 };
 
 /**
- * The default step of each stencil, as @bnmlp/reference's DEFAULT_STEP (gradient-check.ts): 1e-6 for
- * the two-point difference; 1e-3 for the five-point one, where its h⁴ truncation (≲ 1e-10 on the
- * report's networks) meets float64 rounding of J divided by the step (≈ 1e-16·|J|/h ≈ 1e-13).
- * Measured on the report's configurations: 1e-3 beats 3e-4 (worst nonzero entry 2.3e-7 vs 6.9e-7).
+ * The default step and tolerance of each stencil, as @bnmlp/reference's DEFAULT_STEP and
+ * DEFAULT_TOLERANCE (gradient-check.ts, where the measurements behind them are). Stencil 4 evaluates
+ * J in double-double, so its rounding (~1e-32·|J|/h) allows a step small enough for the h⁴ truncation
+ * to vanish too: on the report's configurations h = 1e-3 left up to 2.9e-8, 1e-4 up to 6.5e-12, 1e-5
+ * and 1e-6 agree to the digits printed. What remains is the float64 analytic gradients' own rounding
+ * (worst 5.4e-12 there), so its tolerance is 1e-9: an analytic error of relative size 1e-6 fails.
  */
-export const STENCIL_STEP: Readonly<Record<2 | 4, number>> = { 2: 1e-6, 4: 1e-3 };
+export const STENCIL_STEP: Readonly<Record<2 | 4, number>> = { 2: 1e-6, 4: 1e-6 };
+export const STENCIL_TOLERANCE: Readonly<Record<2 | 4, number>> = { 2: 1e-6, 4: 1e-9 };
+/** The arithmetic of J on the numeric side, per stencil (the reference's default for each). */
+export const STENCIL_PRECISION: Readonly<Record<2 | 4, Reference.GradientCheckPrecision>> = { 2: 'float64', 4: 'double-double' };
+const FLOOR_FORMULA: Readonly<Record<Reference.GradientCheckPrecision, string>> = {
+  float64: '64 * eps_machine * max(1, |J|) / h',
+  'double-double': '64 * 2^-104 * max(1, |J|) / h (double-double rounding)',
+};
 
 type OptionKey = keyof GradcheckOptions;
 type Kind = 'int' | 'number' | 'list' | 'mode' | 'path' | 'choice';
@@ -124,6 +136,10 @@ interface OptionRule {
   /** The default as --help shows it, when String(default) would not say it. */
   readonly shownDefault?: string;
 }
+
+/** A per-stencil default as --help shows it. */
+const perStencil = (values: Readonly<Record<2 | 4, number>>) =>
+  values[2] === values[4] ? `${formatNumber(values[2])}, either stencil` : `${formatNumber(values[2])} (--stencil 2), ${formatNumber(values[4])} (--stencil 4)`;
 
 const isInt = (v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
@@ -161,16 +177,18 @@ const RULES: { readonly [K in OptionKey]: OptionRule } = {
   },
   step: {
     flag: 'step', kind: 'number', value: '<h>', help: 'centered-difference step', expected: 'a finite number > 0', ok: (v) => isNumber(v, true),
-    shownDefault: `${formatNumber(STENCIL_STEP[2])} (--stencil 2), ${formatNumber(STENCIL_STEP[4])} (--stencil 4)`,
+    shownDefault: perStencil(STENCIL_STEP),
   },
   stencil: {
     flag: 'stencil', kind: 'int', value: '<2|4>',
-    help: "centered difference: 2 (two-point, the report's table) or 4 (five-point, Richardson-extrapolated: truncation ~h^4, for relative errors near 1e-9)",
+    help:
+      "centered difference: 2 (two-point on float64 J: the report's table) or 4 (five-point, Richardson-extrapolated, on double-double J: relative errors <= 1e-9)",
     expected: '2 or 4', ok: (v) => v === 2 || v === 4,
   },
   tolerance: {
     flag: 'tolerance', kind: 'number', value: '<t>', help: 'largest relative error accepted per entry',
     expected: 'a finite number > 0', ok: (v) => isNumber(v, true),
+    shownDefault: perStencil(STENCIL_TOLERANCE),
   },
   impl: {
     flag: 'impl', kind: 'choice', value: '<impl>',
@@ -226,6 +244,7 @@ export function resolveGradcheckOptions(input: Partial<GradcheckOptions>, naming
   }
   const raw = (key: OptionKey) => (naming.raw?.[key] !== undefined ? quote(naming.raw[key]) : describeValue(input[key]));
   if (input.step === undefined) resolved.step = STENCIL_STEP[resolved.stencil as 2 | 4];
+  if (input.tolerance === undefined) resolved.tolerance = STENCIL_TOLERANCE[resolved.stencil as 2 | 4];
   if (resolved.impl === 'core') {
     // The float32 tolerance is fixed (one place: CORE_GRADIENT_TOLERANCE); resolved options carry it.
     if (input.tolerance !== undefined && input.tolerance !== CORE_GRADIENT_TOLERANCE.relative)
@@ -357,7 +376,18 @@ export interface GradcheckReport {
     readonly batch: { readonly records: number; readonly labels: readonly number[] };
   };
   readonly network: { readonly init: string; readonly seed: number; readonly classes: number; readonly initialValues: string; readonly batchNorm: string; readonly eps: number };
-  readonly check: { readonly method: string; readonly mode: 'entries' | 'directional'; readonly coverage: string; readonly stencil: 2 | 4; readonly h: number; readonly tolerance: number; readonly relativeError: string; readonly absoluteFloor: string };
+  readonly check: {
+    readonly method: string;
+    readonly mode: 'entries' | 'directional';
+    readonly coverage: string;
+    readonly stencil: 2 | 4;
+    /** The arithmetic of J on the numeric side: float64 (stencil 2) or double-double (stencil 4). */
+    readonly precision: Reference.GradientCheckPrecision;
+    readonly h: number;
+    readonly tolerance: number;
+    readonly relativeError: string;
+    readonly absoluteFloor: string;
+  };
   /** --impl core only: the backend and the float32 tolerance the core was judged with. */
   readonly core?: {
     readonly backend: BackendName;
@@ -374,6 +404,8 @@ export interface GradcheckReport {
     readonly entriesEvaluated: number;
     readonly kinksSkipped: number;
     readonly belowFloor: number;
+    /** The largest relative error over all rows (entries passed by the floor left out). */
+    readonly maxRelativeError: number;
     readonly seconds: number;
   };
 }
@@ -508,6 +540,8 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
   const backend = options.impl === 'core' ? (await initBackend(options.backend)).name : null;
 
   const lambdas = [...new Set([0, options.lambda])];
+  const precision = STENCIL_PRECISION[options.stencil];
+  const numericSide = precision === 'double-double' ? 'centered differences of J in double-double arithmetic (~32 digits)' : 'float64 centered differences';
   const configurations: GradcheckConfiguration[] = [];
   for (const layers of options.layers)
     for (const batchNorm of [false, true])
@@ -524,6 +558,7 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
         const checkOptions: Reference.GradientCheckOptions = {
           h: options.step,
           stencil: options.stencil,
+          precision,
           tolerance: options.tolerance,
           mode: options.mode,
           directions: options.directions,
@@ -606,8 +641,10 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
     check: {
       method:
         options.impl === 'core'
-          ? "@bnmlp/core's float32 analytic gradients against (a) float64 centered differences (@bnmlp/reference gradientCheck) and (b) @bnmlp/reference's float64 analytic gradients, on the same float32 weights"
-          : "centered differences in float64 against @bnmlp/reference's analytic gradients (gradientCheck)",
+          ? `@bnmlp/core's float32 analytic gradients against (a) ${numericSide} (@bnmlp/reference gradientCheck) and (b) @bnmlp/reference's float64 analytic gradients, on the same float32 weights`
+          : precision === 'double-double'
+            ? `${numericSide} against @bnmlp/reference's float64 analytic gradients (gradientCheck)`
+            : "centered differences in float64 against @bnmlp/reference's analytic gradients (gradientCheck)",
       mode: options.mode,
       coverage:
         options.mode === 'directional'
@@ -616,13 +653,14 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
             ? 'every entry of every parameter'
             : `at most ${options.maxEntries} random entries per parameter`,
       stencil: options.stencil,
+      precision,
       h: options.step,
       tolerance: options.tolerance,
       relativeError: '|a - n| / max(1e-8, |a| + |n|)',
       absoluteFloor:
         options.impl === 'core'
           ? `${CORE_GRADIENT_TOLERANCE.relative} * scale + 64 * eps_machine * max(1, |J|) / h, per parameter: entries differing by no more than this pass as float32 rounding`
-          : '64 * eps_machine * max(1, |J|) / h: entries differing by no more than this pass as rounding noise',
+          : `${FLOOR_FORMULA[precision]}: entries differing by no more than this pass as rounding noise`,
     },
     ...(backend === null
       ? {}
@@ -646,6 +684,7 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
       entriesEvaluated: sum((r) => r.evaluated),
       kinksSkipped: sum((r) => r.skippedKinks),
       belowFloor: sum((r) => r.belowFloor),
+      maxRelativeError: Math.max(0, ...rows.map((r) => r.maxRelativeError)),
       seconds: (performance.now() - started) / 1000,
     },
   };
@@ -677,19 +716,20 @@ export function formatGradcheckReport(report: GradcheckReport): string {
     `          ${data.trainRecords} training records in ${data.trainFiles.length} file(s); the batch is the first ${data.batch.records}`,
     `features: the first ${data.features.dims} of ${data.features.of}, ${data.features.preprocessing}`,
     `networks: hidden width ${o.hidden}, He init (seed ${network.seed}), b = 0, gamma = 1, beta = 0; BN with affine gamma/beta, eps ${formatNumber(network.eps)}, batch statistics`,
-    `check:    ${check.mode} mode, ${check.coverage}; ${check.stencil === 4 ? 'five-point (4th-order, Richardson) centered difference' : 'two-point centered difference'}, h = ${formatNumber(check.h)}, tolerance ${formatNumber(check.tolerance)} on ${check.relativeError}`,
+    `check:    ${check.mode} mode, ${check.coverage}; ${check.stencil === 4 ? 'five-point (4th-order, Richardson) centered difference' : 'two-point centered difference'}${check.precision === 'double-double' ? ' on J in double-double arithmetic (~32 digits)' : ''}, h = ${formatNumber(check.h)}, tolerance ${formatNumber(check.tolerance)} on ${check.relativeError}`,
   ];
   if (report.core) {
     const t = formatNumber(report.core.tolerance);
     lines.push(
       `float32:  @bnmlp/core on ${report.core.backend}, on the reference's weights rounded to float32; tolerance ${t} × scale, scale = ${report.core.scale}`,
       `          (@bnmlp/core's gradient limit, justified in ${report.core.justification})`,
-      `          vs numeric: (a) core against float64 centered differences: an entry passes at rel err <= ${t} or within the floor`,
+      `          vs numeric: (a) core against ${check.precision === 'double-double' ? 'double-double' : 'float64'} centered differences: an entry passes at rel err <= ${t} or within the floor`,
       `          vs ref:     (b) core against the reference's float64 analytic gradient: max |core - ref| <= ${t} × scale ("x of limit" is the fraction used)`,
       `          "floor": ${t} × scale + the difference's float64 noise 64*eps*max(1,|J|)/h (${floorRange} here): entries within it pass and are left out of max and mean rel err`,
     );
   } else {
-    lines.push(`          "floor": entries within the rounding floor 64*eps*max(1,|J|)/h (${floorRange} here): they pass and are left out of max and mean rel err`);
+    const formula = check.precision === 'double-double' ? '64*2^-104*max(1,|J|)/h' : '64*eps*max(1,|J|)/h';
+    lines.push(`          "floor": entries within the rounding floor ${formula} (${floorRange} here): they pass and are left out of max and mean rel err`);
   }
   lines.push('');
   const core = report.core !== undefined;
@@ -725,7 +765,7 @@ export function formatGradcheckReport(report: GradcheckReport): string {
     }),
   );
   lines.push(formatTable(headers, rows, align), '');
-  const counts = `${summary.configurations} configurations, ${summary.entriesEvaluated} entries evaluated, ${summary.kinksSkipped} kinks skipped, ${summary.belowFloor} within the floor`;
+  const counts = `${summary.configurations} configurations, ${summary.entriesEvaluated} entries evaluated, ${summary.kinksSkipped} kinks skipped, ${summary.belowFloor} within the floor; worst relative error ${sci(summary.maxRelativeError)}`;
   const time = `${summary.seconds.toFixed(1)} s`;
   const both = core ? ' both comparisons' : '';
   if (report.passed) {
@@ -749,6 +789,12 @@ function gradcheckHelp(): string {
     'first --batch training records, reduced to the first --dims features and standardized by the',
     "training set's mean and std. Prints one row per (configuration, parameter) and a summary line, and",
     'says which data it used. Needs @bnmlp/reference (a devDependency: run it from a bnmlp checkout).',
+    '',
+    "By default the difference is the classic two-point one on float64 J (the report's table,",
+    `tolerance ${formatNumber(STENCIL_TOLERANCE[2])}). --stencil 4 takes the five-point (Richardson-extrapolated) difference on J`,
+    `evaluated in double-double arithmetic (~32 digits), h = ${formatNumber(STENCIL_STEP[4])}, tolerance ${formatNumber(STENCIL_TOLERANCE[4])}: on the default`,
+    'configurations every nonzero entry then agrees to about 1e-11 or better, none excused by the',
+    'rounding floor, so an analytic error of relative size 1e-6 fails.',
     '',
     "--impl core checks @bnmlp/core's float32 gradients instead, on the same weights rounded to float32,",
     '(a) against the float64 centered differences and (b) against the reference\'s float64 analytic',
