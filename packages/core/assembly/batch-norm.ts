@@ -239,3 +239,76 @@ export function sumSquares(x: usize, out: usize, len: i32): void {
   }
   store<f32>(out, <f32>sum);
 }
+
+// exp and ln of our own: the standard library's use lookup tables, which would be data segments
+// written into the host's memory (see the memory contract in dense.ts). Accurate to ~1e-15
+// relative, far below the float32 rounding of what is stored.
+
+/** e^x for x ≤ 0 (the log-softmax range): 2^k · e^r with |r| ≤ ln2/2, Taylor to degree 13. */
+// @ts-ignore: decorator
+@inline function expNonPositive(x: f64): f64 {
+  if (x < -745) return 0;
+  const k = Math.floor(x * 1.4426950408889634 + 0.5);
+  const r = (x - k * 0.6931471803691238) - k * 1.9082149292705877e-10;
+  let p: f64 = 1.6059043836821613e-10;
+  p = p * r + 2.08767569878681e-9;
+  p = p * r + 2.505210838544172e-8;
+  p = p * r + 2.755731922398589e-7;
+  p = p * r + 2.7557319223985893e-6;
+  p = p * r + 2.48015873015873e-5;
+  p = p * r + 1.984126984126984e-4;
+  p = p * r + 1.388888888888889e-3;
+  p = p * r + 8.333333333333333e-3;
+  p = p * r + 4.1666666666666664e-2;
+  p = p * r + 1.6666666666666666e-1;
+  p = p * r + 0.5;
+  p = p * r + 1;
+  p = p * r + 1;
+  // 2^k in two factors, so k down to −1074 (subnormal results) stays exact.
+  const k1 = <i64>k >> 1;
+  const k2 = <i64>k - k1;
+  return p * reinterpret<f64>((k1 + 1023) << 52) * reinterpret<f64>((k2 + 1023) << 52);
+}
+
+/** ln s for s ≥ 1 (a sum of exponentials whose largest term is 1): s = m·2^e, m in [√½, √2), 2·atanh series. */
+// @ts-ignore: decorator
+@inline function lnAtLeastOne(s: f64): f64 {
+  const bits = reinterpret<i64>(s);
+  let e = <i32>((bits >> 52) & 0x7ff) - 1023;
+  let m = reinterpret<f64>((bits & 0x000fffffffffffff) | 0x3ff0000000000000);
+  if (m > 1.4142135623730951) {
+    m *= 0.5;
+    e += 1;
+  }
+  const t = (m - 1) / (m + 1);
+  const t2 = t * t;
+  let series: f64 = 1.0 / 23;
+  for (let j = 21; j >= 1; j -= 2) series = series * t2 + 1.0 / <f64>j;
+  return <f64>e * 0.6931471805599453 + 2 * t * series;
+}
+
+/**
+ * The loss layer in one pass over logits z[n×c] and one-hot labels y: per row the log-sum-exp
+ * lse = max + ln Σ exp(z − max) in float64, then grad = (exp(z − lse) − y) / n (∂ mean CE / ∂z) and
+ * loss[0] = mean over rows of −Σ y·(z − lse) (finite for any finite logits).
+ */
+export function softmaxCrossEntropy(z: usize, y: usize, grad: usize, loss: usize, n: i32, c: i32): void {
+  let total: f64 = 0;
+  const invN: f64 = 1 / <f64>n;
+  for (let i = 0; i < n; i++) {
+    const row = <usize>i * c << 2;
+    let max = <f64>load<f32>(z + row);
+    for (let j = 1; j < c; j++) max = Math.max(max, <f64>load<f32>(z + row + (<usize>j << 2)));
+    let sum: f64 = 0;
+    for (let j = 0; j < c; j++) sum += expNonPositive(<f64>load<f32>(z + row + (<usize>j << 2)) - max);
+    const lse = max + lnAtLeastOne(sum);
+    for (let j = 0; j < c; j++) {
+      const e = row + (<usize>j << 2);
+      const logP = <f64>load<f32>(z + e) - lse;
+      const target = <f64>load<f32>(y + e);
+      total -= target * logP;
+      store<f32>(grad + e, <f32>((expNonPositive(logP) - target) * invN));
+    }
+  }
+  store<f32>(loss, <f32>(total * invN));
+}

@@ -11,7 +11,7 @@ import { createPrng, nextNormal } from './prng.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
 import {
   allowRelaxedSimd, configureKernelThreads, configureWasmKernels, denseMomentumStep, denseScores, denseWeightGradient,
-  shutdownKernelThreads, threadedProductCount, wasmKernelStatus, type WasmKernelVariant,
+  setKernelIdleTask, shutdownKernelThreads, threadedProductCount, wasmKernelStatus, type WasmKernelVariant,
 } from './wasm-kernels.js';
 
 // The threaded dense products (dense-threads.ts): a split across threads must give the bits of
@@ -224,6 +224,21 @@ describe('configureKernelThreads', () => {
     expect(wasmKernelStatus()).toMatchObject({ threads: 1, threadsReason: null });
     tf.tidy(() => denseScores(tf.ones([8, 16]), tf.ones([16, 8]), tf.zeros([8])));
     expect(threadedProductCount()).toBe(0);
+  });
+
+  test('setKernelIdleTask: the task runs once, on this thread, during the next threaded product; never without threads', () => {
+    const product = () => tf.tidy(() => denseScores(tf.ones([8, 16]), tf.ones([16, 8]), tf.zeros([8])).dataSync());
+    let runs = 0;
+    configureKernelThreads(2, { minWork: 0 });
+    setKernelIdleTask(() => runs++);
+    product();
+    product();
+    expect(runs).toBe(1);
+    configureKernelThreads(1);
+    setKernelIdleTask(() => runs++);
+    product();
+    expect(runs).toBe(1);
+    setKernelIdleTask(null);
   });
 
   test('with the kernels off there are no threads, and the status says why', () => {

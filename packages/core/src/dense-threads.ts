@@ -91,6 +91,8 @@ export class DenseThreads {
    * output regions with NaN, so what comes back shows exactly which entries that thread wrote.
    */
   probePart: number | null = null;
+  /** Run once on the caller's thread after its own part of the next product, while the other threads finish theirs (see setKernelIdleTask). */
+  idleTask: (() => void) | null = null;
   private top = 0;
   private readonly spare = new Map<number, number[]>();
   private readonly named = new Map<string, Region & { tag: object | null }>();
@@ -253,6 +255,11 @@ export class DenseThreads {
       hooks.prepare?.(parts[0]);
       this.runHere(...request(parts[0], 0));
       hooks.ownDone?.(parts[0]);
+    }
+    const idle = this.idleTask;
+    if (idle && asked.length > 0) {
+      this.idleTask = null;
+      idle();
     }
     for (const w of asked) this.awaitAnswer(w);
   }

@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { batchNormReluBackward, batchNormReluForward, denseInputGradient, denseMomentumStep, denseScores, denseWeightGradient, sumOfSquares } from './wasm-kernels.js';
+import {
+  batchNormReluBackward, batchNormReluForward, denseInputGradient, denseMomentumStep, denseScores, denseWeightGradient, softmaxCrossEntropy, sumOfSquares,
+} from './wasm-kernels.js';
 import type { CoreModel } from './model.js';
 
 // The hand-written float32 forward and backward passes, op for op the math of
@@ -106,6 +108,8 @@ export interface BackwardResult {
   readonly input: tf.Tensor2D | null;
   /** With `weightSteps`: each layer's new W and W velocity (v' = ρv + η∂J/∂W, W' = W − v'), for the caller to assign. */
   readonly weightSteps: Array<{ w: tf.Tensor2D; v: tf.Tensor2D }> | null;
+  /** The mean cross-entropy, when the loss layer's kernel computed it on the way (else null: use lossTensors). */
+  readonly crossEntropy: tf.Scalar | null;
 }
 
 /**
@@ -120,8 +124,9 @@ export function backwardTrace(
   const steps: Array<{ w: tf.Tensor2D; v: tf.Tensor2D }> | null = weightSteps ? new Array(model.layers.length) : null;
   const n = oneHot.shape[0];
   const grads: LayerGradientTensors[] = new Array(model.layers.length);
-  // ∂(mean CE)/∂logits = (softmax − Y) / n
-  let g = tf.div(tf.sub(tf.softmax(trace.logits), oneHot), n) as tf.Tensor2D;
+  // ∂(mean CE)/∂logits = (softmax − Y) / n; the kernel also gives the mean CE.
+  const top = softmaxCrossEntropy(trace.logits, oneHot);
+  let g = top ? top.gradient : (tf.div(tf.sub(tf.softmax(trace.logits), oneHot), n) as tf.Tensor2D);
   for (let l = model.layers.length - 1; l >= 0; l--) {
     const layer = model.layers[l];
     const t = trace.layers[l];
@@ -165,7 +170,7 @@ export function backwardTrace(
     grads[l] = { W: dW, b: dB, gamma: dGamma, beta: dBeta };
     if (l > 0 || needInputGradient) g = denseInputGradient(g, layer.W);
   }
-  return { layers: grads, input: needInputGradient ? g : null, weightSteps: steps };
+  return { layers: grads, input: needInputGradient ? g : null, weightSteps: steps, crossEntropy: top ? top.loss : null };
 }
 
 /** Mean cross-entropy from logits via log-softmax (finite for huge logits), and the L2 term. */

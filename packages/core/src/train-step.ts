@@ -68,10 +68,11 @@ export function trainStep(
     tf.tidy(() => {
       const oneHot = oneHotTensor(labels, model.config.classes);
       const trace = forwardTrace(model, input.tensor, 'train');
-      if (options.returnLoss) loss = lossTensors(model, trace.logits, oneHot, 0).loss.dataSync()[0];
       const weights = entries.filter((e) => e.kind === 'W'); // one per layer, in layer order
       const wVelocity = weights.map((e) => state.velocity.get(e.name)! as tf.Variable<tf.Rank.R2>);
       const grads = backwardTrace(model, trace, oneHot, settings.lambda, 'train', false, { ...settings, velocity: wVelocity });
+      // Read before anything is assigned: the loss of the parameters the batch saw.
+      if (options.returnLoss) loss = (grads.crossEntropy ?? lossTensors(model, trace.logits, oneHot, 0).loss).dataSync()[0];
       // W and its velocity were stepped in the backward pass (on wasm in one kernel per layer).
       grads.weightSteps!.forEach((step, l) => {
         wVelocity[l].assign(step.v);

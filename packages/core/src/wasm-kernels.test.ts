@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { CoreArgumentError } from './errors.js';
 import {
-  allowRelaxedSimd, configureWasmKernels, wasmKernelStatus, denseMomentumStep, denseScores, denseWeightGradient, kernelExports, sumOfSquares,
+  allowRelaxedSimd, configureWasmKernels, wasmKernelStatus, denseMomentumStep, denseScores, denseWeightGradient, kernelExports, softmaxCrossEntropy, sumOfSquares,
   type WasmKernelVariant, type WasmBackendInternals,
 } from './wasm-kernels.js';
 import { createModel, disposeModel } from './model.js';
@@ -174,6 +174,38 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     [x, w, b].forEach((t) => t.dispose());
   });
 
+  test('the loss layer: (softmax − Y)/n and the mean cross-entropy agree with float64 to float32 rounding, for logits up to 1e4 in size', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 2, max: 12 }), fc.integer({ min: -3, max: 4 }), fc.integer({ min: 0, max: 2 ** 31 - 1 }), (n, c, scale, seed) => {
+        // Arrange
+        const prng = createPrng(seed);
+        const z = randomMatrix(prng, n * c, scale);
+        const y = new Float32Array(n * c);
+        for (let i = 0; i < n; i++) y[i * c + ((i * 7 + seed) % c)] = 1;
+        // Act
+        const { gradient, loss } = tf.tidy(() => {
+          const out = softmaxCrossEntropy(tf.tensor2d(z, [n, c]), tf.tensor2d(y, [n, c]))!;
+          return { gradient: out.gradient.dataSync() as Float32Array, loss: out.loss.dataSync()[0] };
+        });
+        // Assert: float64 log-sum-exp of the same float32 logits.
+        const expected = new Float64Array(n * c);
+        let expectedLoss = 0;
+        for (let i = 0; i < n; i++) {
+          const row = Array.from(z.subarray(i * c, (i + 1) * c));
+          const max = Math.max(...row);
+          const lse = max + Math.log(row.reduce((sum, v) => sum + Math.exp(v - max), 0));
+          row.forEach((v, j) => {
+            expected[i * c + j] = (Math.exp(v - lse) - y[i * c + j]) / n;
+            expectedLoss -= (y[i * c + j] * (v - lse)) / n;
+          });
+        }
+        expectWithin('softmax cross-entropy gradient', [n, c], gradient, expected, Array.from(expected, (e) => 4 * UNIT_ROUNDOFF * Math.abs(e) + 1e-45));
+        expect(Math.abs(loss - expectedLoss)).toBeLessThanOrEqual(4 * UNIT_ROUNDOFF * Math.abs(expectedLoss) + 1e-45);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
   test('the L2 sum Σw² over the 153,600 first-layer weights is the float64 sum rounded once (float32 summation drifts by ~3e-5)', () => {
     // Arrange: He-scaled weights of the report's first layer.
     const prng = createPrng(7);
@@ -198,6 +230,7 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
       outW: make([k, n]), outV: make([k, n]), denseScratch: make([m * 16]), scores: make([m, n]),
       mean: make([n]), variance: make([n]), invStd: make([n]), normalized: make([m, n]), pre: make([m, n]), relu: make([m, n]), bnScratch: make([8 * n]),
       gS: make([m, n]), dGamma: make([n]), dBeta: make([n]), outTheta: make([n]), outThetaV: make([n]), blended: make([n]),
+      ceGrad: make([m, n]), ceLoss: make([1]), sumSq: make([1]), paddedScores: make([m, 16]), copied: make([k, 16]),
     };
     const o = outputs;
     const backend = tf.backend() as unknown as WasmBackendInternals;
@@ -212,6 +245,10 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     kernels.batchNormReluBackward(at(g), at(o.pre), at(o.normalized), at(o.invStd), at(gamma), at(o.dGamma), at(o.dBeta), at(o.gS), at(o.bnScratch), m, n);
     kernels.momentumStep(at(theta), at(gamma), at(beta), at(o.outTheta), at(o.outThetaV), n, 0.1, 0.9);
     kernels.blend(at(gamma), at(beta), at(o.blended), n, 0.9);
+    kernels.softmaxCrossEntropy(at(o.scores), at(g), at(o.ceGrad), at(o.ceLoss), m, n);
+    kernels.sumSquares(at(w), at(o.sumSq), k * n);
+    kernels.denseForwardStrided(at(x), at(o.copied), 0, at(o.paddedScores), m, k, n, 16);
+    kernels.copyRows(at(w), n, at(o.copied), 16, k, n);
 
     // Assert
     const after = wasmHeap();

@@ -56,6 +56,7 @@ export interface KernelExports extends DenseKernels {
   momentumStep(theta: number, v: number, g: number, outTheta: number, outV: number, len: number, learningRate: number, momentum: number): void;
   blend(a: number, b: number, out: number, len: number, alpha: number): void;
   sumSquares(x: number, out: number, len: number): void;
+  softmaxCrossEntropy(z: number, y: number, grad: number, loss: number, n: number, c: number): void;
 }
 
 /** The parts of tfjs-backend-wasm's BackendWasm the kernels use (not all of them typed upstream). */
@@ -85,6 +86,7 @@ const BN_RELU_BACKWARD = 'BnmlpBatchNormReluBackward';
 const MOMENTUM_STEP = 'BnmlpMomentumStep';
 const BLEND = 'BnmlpBlend';
 const SUM_SQUARES = 'BnmlpSumSquares';
+const SOFTMAX_CROSS_ENTROPY = 'BnmlpSoftmaxCrossEntropy';
 
 const VARIANTS: readonly WasmKernelVariant[] = ['relaxed-simd', 'simd128'];
 const modules = new Map<string, WasmModule | string>();
@@ -217,6 +219,17 @@ export function configureKernelThreads(threads: KernelThreadsChoice, options: { 
 /** Threaded products run so far by the current pool (tests check that the threads really ran). */
 export function threadedProductCount(): number {
   return pool?.threads.runs ?? 0;
+}
+
+/**
+ * A one-shot task (or null to withdraw it) for this thread to run while the kernel threads finish
+ * their parts of the next threaded product, instead of waiting idle: the trainer gathers the next
+ * mini-batch there. It runs inside a TensorFlow.js kernel, so it must not call TensorFlow.js. It
+ * may never run (no threaded product comes, or threads are off): the caller checks and does the
+ * work itself then.
+ */
+export function setKernelIdleTask(task: (() => void) | null): void {
+  if (pool) pool.threads.idleTask = task;
 }
 
 /** Ends the kernel threads (they restart on the next threaded product). Safe to call at any time. */
@@ -418,6 +431,14 @@ function registerKernels(): void {
     kernelExports(b).momentumStep(address(b, theta), address(b, v), address(b, g), address(b, outTheta), address(b, outV), len, learningRate, momentum);
     return [outTheta, outV];
   });
+  register(SOFTMAX_CROSS_ENTROPY, (b, inputs) => {
+    const { logits, oneHot } = inputs as Inputs;
+    const [n, c] = logits!.shape;
+    const grad = b.makeOutput([n, c], 'float32');
+    const loss = b.makeOutput([], 'float32');
+    kernelExports(b).softmaxCrossEntropy(address(b, logits), address(b, oneHot), address(b, grad), address(b, loss), n, c);
+    return [grad, loss];
+  });
   register(SUM_SQUARES, (b, inputs) => {
     const { x } = inputs as Inputs;
     const out = b.makeOutput([], 'float32');
@@ -553,6 +574,16 @@ export function momentumStep<T extends tf.Tensor>(theta: T, v: T, g: T | null, l
   }
   const nextV = (g ? tf.add(tf.mul(v, momentum), tf.mul(g, learningRate)) : tf.mul(v, momentum)) as T;
   return { theta: tf.sub(theta, nextV) as T, v: nextV };
+}
+
+/**
+ * ∂(mean cross-entropy)/∂logits = (softmax − Y)/n and the mean cross-entropy itself, in one kernel
+ * (float64 log-sum-exp inside), or null when the kernels are not active (the caller runs tfjs ops).
+ */
+export function softmaxCrossEntropy(logits: tf.Tensor2D, oneHot: tf.Tensor2D): { gradient: tf.Tensor2D; loss: tf.Scalar } | null {
+  if (!activeVariant()) return null;
+  const [gradient, loss] = tf.engine().runKernel(SOFTMAX_CROSS_ENTROPY, { logits, oneHot }, {}) as tf.Tensor[];
+  return { gradient: gradient as tf.Tensor2D, loss: loss as tf.Scalar };
 }
 
 /**

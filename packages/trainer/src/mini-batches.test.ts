@@ -74,6 +74,40 @@ describe('MiniBatcher: remainders, flips and state', () => {
   });
 });
 
+describe('MiniBatcher.prefetch', () => {
+  const copy = (b: { x: { data: Float32Array }; labels: Int32Array }) => ({ x: Array.from(b.x.data), labels: Array.from(b.labels) });
+
+  test('a prefetched batch equals the batch gathered on demand (remainder included), and the batch returned before stays intact', () => {
+    // Arrange: two batchers on the same data, seed and order.
+    const eager = new MiniBatcher(numberedSet(11), 3, 5, { keepRemainder: true });
+    const ahead = new MiniBatcher(numberedSet(11), 3, 5, { keepRemainder: true });
+    eager.shuffle();
+    ahead.shuffle();
+    for (let b = 0; b < eager.batchesPerEpoch; b++) {
+      // Act
+      const current = ahead.batch(b);
+      const before = copy(current);
+      if (b + 1 < ahead.batchesPerEpoch) ahead.prefetch(b + 1);
+      // Assert
+      expect(copy(current)).toEqual(before);
+      expect(before).toEqual(copy(eager.batch(b)));
+    }
+  });
+
+  test('a prefetch made before a shuffle, or for another index, is not used', () => {
+    const batcher = new MiniBatcher(numberedSet(12), 4, 9);
+    const reference = new MiniBatcher(numberedSet(12), 4, 9);
+    batcher.shuffle();
+    reference.shuffle();
+    batcher.prefetch(1);
+    batcher.shuffle();
+    reference.shuffle();
+    expect(copy(batcher.batch(1))).toEqual(copy(reference.batch(1)));
+    batcher.prefetch(2);
+    expect(copy(batcher.batch(0))).toEqual(copy(reference.batch(0)));
+  });
+});
+
 describe('flipTransform', () => {
   test('the flipped standardised row equals the standardised flipped image, exactly in float64 terms', async () => {
     const { computeFeatureStats, standardizeFeatures } = await import('./cifar.js');

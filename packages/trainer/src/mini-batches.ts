@@ -46,8 +46,11 @@ export class MiniBatcher {
   /** Rows left out of every epoch (a remainder not kept, or one smaller than minBatchRows). */
   readonly droppedRows: number;
   private order: Int32Array;
-  private readonly buffer: Float32Array;
-  private readonly labelBuffer: Int32Array;
+  private buffer: Float32Array;
+  private labelBuffer: Int32Array;
+  /** The other pair of buffers, for prefetch (made on its first use: a batcher never prefetched holds one batch). */
+  private spare: [Float32Array, Int32Array] | null = null;
+  private prefetched: { readonly index: number; readonly shuffles: number } | null = null;
   private readonly prng: Prng;
   private readonly flip: FlipTransform | null;
   private shuffles = 0;
@@ -102,8 +105,42 @@ export class MiniBatcher {
     return index === this.batchesPerEpoch - 1 ? this.lastBatchRows : this.batchSize;
   }
 
-  /** Batch `index` (0-based) of the current order. */
+  /**
+   * Batch `index` (0-based) of the current order: gathered now, or taken from prefetch(index) when
+   * that ran since the last shuffle.
+   */
   batch(index: number): MiniBatch {
+    let buffers: [Float32Array, Int32Array];
+    if (this.prefetched && this.prefetched.index === index && this.prefetched.shuffles === this.shuffles) {
+      // The prefetched rows become the current batch; the buffers just returned become the spare ones.
+      buffers = this.spare!;
+      this.spare = [this.buffer, this.labelBuffer];
+    } else {
+      buffers = [this.buffer, this.labelBuffer];
+      this.fill(index, ...buffers);
+    }
+    this.prefetched = null;
+    [this.buffer, this.labelBuffer] = buffers;
+    const rows = this.rowsIn(index);
+    const cols = this.data.x.cols;
+    return {
+      x: { rows, cols, data: rows === this.batchSize ? this.buffer : this.buffer.subarray(0, rows * cols) },
+      labels: rows === this.batchSize ? this.labelBuffer : this.labelBuffer.subarray(0, rows),
+    };
+  }
+
+  /**
+   * Gathers batch `index` into spare buffers ahead of time (the trainer does it while the kernel
+   * threads finish a step); the next batch(index) then returns it without gathering. The batch
+   * returned last stays valid: the spare buffers are the ones before it.
+   */
+  prefetch(index: number): void {
+    this.spare ??= [new Float32Array(this.buffer.length), new Int32Array(this.labelBuffer.length)];
+    this.fill(index, ...this.spare);
+    this.prefetched = { index, shuffles: this.shuffles };
+  }
+
+  private fill(index: number, buffer: Float32Array, labelBuffer: Int32Array): void {
     const { x, labels } = this.data;
     const cols = x.cols;
     const start = index * this.batchSize;
@@ -113,15 +150,11 @@ export class MiniBatcher {
     for (let r = 0; r < rows; r++) {
       const row = this.order[start + r];
       const source = x.data.subarray(row * cols, (row + 1) * cols);
-      const target = this.buffer.subarray(r * cols, (r + 1) * cols);
+      const target = buffer.subarray(r * cols, (r + 1) * cols);
       if (flips && nextUniform(flips) < 0.5) flipRow(this.flip!, source, target);
       else target.set(source);
-      this.labelBuffer[r] = labels[row];
+      labelBuffer[r] = labels[row];
     }
-    return {
-      x: { rows, cols, data: rows === this.batchSize ? this.buffer : this.buffer.subarray(0, rows * cols) },
-      labels: rows === this.batchSize ? this.labelBuffer : this.labelBuffer.subarray(0, rows),
-    };
   }
 
   state(): MiniBatcherState {

@@ -1,5 +1,5 @@
 import {
-  backendInfo, createModel, createMomentumState, disposeModel, disposeMomentumState, initBackend, modelFromValues, modelValues, resolveConfig, tf, trainStep,
+  backendInfo, createModel, createMomentumState, disposeModel, disposeMomentumState, initBackend, modelFromValues, modelValues, resolveConfig, setKernelIdleTask, tf, trainStep,
   type CoreModel, type MomentumState, type NetworkConfigInput,
 } from '@bnmlp/core';
 import type { TrainingState } from './checkpoint.js';
@@ -200,8 +200,12 @@ export async function trainNetwork(config: TrainConfig, data: PreparedData, opti
         }
         const batch = batcher.batch(step);
         const learningRate = learningRateAt(config, epoch, globalStep);
+        // The next batch is gathered while the kernel threads finish their part of this step (if they run).
+        const next = step + 1;
+        if (next < stepsPerEpoch) setKernelIdleTask(() => batcher.prefetch(next));
         // The batch loss comes back with the step (one small read): a NaN stops the run at this step, not an epoch later.
         const { loss } = trainStep(model, momentum, batch.x, batch.labels, { lambda, learningRate, momentum: rho }, { returnLoss: true });
+        setKernelIdleTask(null);
         if (!Number.isFinite(loss)) return diverged(`the training loss became ${loss} at step ${step + 1} of epoch ${epoch + 1} (η ${learningRate})`);
         globalStep++;
         options.onEvent?.({ kind: 'step', epoch: epoch + 1, step: step + 1, stepsPerEpoch, globalStep, totalSteps, loss: loss! });

@@ -1,6 +1,6 @@
 import {
   configureKernelThreads, configureWasmKernels, createModel, createMomentumState, disposeModel, disposeMomentumState, MAX_KERNEL_THREADS, WASM_KERNEL_CHOICES, initBackend, predict, trainStep,
-  wasmKernelStatus,
+  setKernelIdleTask, wasmKernelStatus,
   type BackendName, type KernelThreadsChoice, type WasmKernelChoice, type WasmKernelVariant,
 } from '@bnmlp/core';
 import { MiniBatcher } from '@bnmlp/trainer';
@@ -210,7 +210,10 @@ export async function runBench(options: BenchOptions, onProgress: (message: stri
         for (let i = 0; i < batcher.batchesPerEpoch; i++) {
           const t0 = performance.now();
           const b = batcher.batch(i);
+          // As the trainer does: the next batch is gathered while the kernel threads finish their part.
+          if (i + 1 < batcher.batchesPerEpoch) setKernelIdleTask(() => batcher.prefetch(i + 1));
           trainStep(model, state, b.x, b.labels, settings);
+          setKernelIdleTask(null);
           stepMs.push(performance.now() - t0);
         }
         epochSeconds.push((performance.now() - epochStart) / 1000);
