@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
-import { DenseThreads, splitRows } from './dense-threads.js';
+import { callerShare, DenseThreads, splitRows } from './dense-threads.js';
 import { CoreArgumentError } from './errors.js';
 import { createModel, disposeModel, modelValues } from './model.js';
 import { createPrng, nextNormal } from './prng.js';
@@ -49,8 +49,8 @@ const bits = (values: Float32Array) => Array.from(new Uint32Array(values.buffer,
 describe('splitRows', () => {
   test('parts cover [0, rows) in order, without overlap, starting at multiples of the alignment', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 5000 }), fc.integer({ min: 1, max: 8 }), fc.constantFrom(1, 4, 16), (rows, parts, align) => {
-        const split = splitRows(rows, parts, align);
+      fc.property(fc.integer({ min: 0, max: 5000 }), fc.integer({ min: 1, max: 8 }), fc.constantFrom(1, 4, 16), fc.double({ min: 0, max: 1, noNaN: true }), (rows, parts, align, share) => {
+        const split = splitRows(rows, parts, align, parts === 1 ? 1 : share);
         expect(split).toHaveLength(parts);
         expect(split[0][0]).toBe(0);
         expect(split[parts - 1][1]).toBe(rows);
@@ -66,6 +66,14 @@ describe('splitRows', () => {
   test('two threads share 100 rows (align 4) and 3072 rows (align 16) about evenly', () => {
     expect(splitRows(100, 2, 4)).toEqual([[0, 52], [52, 100]]);
     expect(splitRows(3072, 2, 16)).toEqual([[0, 1536], [1536, 3072]]);
+  });
+
+  test("the caller takes fewer of x·W's rows when it copies them in (0.44 at n = 50), half otherwise", () => {
+    expect(callerShare(50, 2, true)).toBeCloseTo(0.4375, 4);
+    expect(splitRows(100, 2, 4, callerShare(50, 2, true))).toEqual([[0, 44], [44, 100]]);
+    expect(callerShare(50, 2, false)).toBe(0.5);
+    expect(callerShare(5000, 2, true)).toBeGreaterThan(0.49);
+    expect(callerShare(50, 1, true)).toBe(1);
   });
 });
 
@@ -131,7 +139,7 @@ describe.each(variants)('threaded dense products, %s build', (variant) => {
       forward();
       step();
       const full = heap.slice();
-      const rowParts = { forward: splitRows(m, 2, 4), step: splitRows(k, 2, 16) };
+      const rowParts = { forward: splitRows(m, 2, 4, callerShare(n, 2, true)), step: splitRows(k, 2, 16) };
       for (const t of [0, 1]) {
         // Act
         heap.set(canary);
