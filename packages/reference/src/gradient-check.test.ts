@@ -663,6 +663,8 @@ describe('stencil 4 (five-point, Richardson-extrapolated)', () => {
         const report = gradientCheck(net, x, labels, lambda, { stencil: 4, analytic: decimalGradients(net, x, labels, lambda), tolerance: 1e-14 });
         if (!report.passed) expect.fail(describeFailures(report));
       }),
+      // Each case runs the decimal oracle's gradients (~0.5 s): 12 cases keep the test near 6 s, well inside vitest's worker RPC timeout.
+      { numRuns: Math.min(12, fc.readConfigureGlobal().numRuns ?? 12) },
     );
   });
 

@@ -232,7 +232,7 @@ describe('bad MAT files: one CifarFormatError naming the file and the problem', 
   });
 });
 
-it('reads 10000 official-size records (compressed) in well under a second', () => {
+it('reads 10000 official-size records (compressed): every record and label in place (its speed is a bench figure: bnmlp bench --suite trainer)', () => {
   const rows = 10000;
   // Column-major: column j holds pixel j of every record; record i repeats fixture record i mod 40.
   const columnMajor = new Uint8Array(rows * CIFAR_PIXELS);
@@ -242,11 +242,8 @@ it('reads 10000 official-size records (compressed) in well under a second', () =
     element(MI.COMPRESSED, deflateSync(matrix({ name: 'data', mxClass: MX.UINT8, dims: [rows, CIFAR_PIXELS], real: { type: MI.UINT8, data: columnMajor } }), { level: 1 }), true),
     matrix({ name: 'labels', mxClass: MX.UINT8, dims: [rows, 1], real: { type: MI.UINT8, data: labels } }),
   ]);
-  const start = performance.now();
   const data = parseCifarMat(file, 'big.mat');
-  const ms = performance.now() - start;
   expect(data.count).toBe(rows);
   expect(Buffer.from(data.pixels.subarray(40 * CIFAR_PIXELS, 80 * CIFAR_PIXELS)).equals(Buffer.from(binTrain.pixels))).toBe(true);
   expect(data.pixels[9999 * CIFAR_PIXELS + 3071]).toBe(binTrain.pixels[39 * CIFAR_PIXELS + 3071]);
-  expect(ms).toBeLessThan(1000);
 });

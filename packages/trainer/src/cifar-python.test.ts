@@ -178,7 +178,7 @@ for protocol in (2, 3, 4, 5):
   });
 });
 
-it('reads the pixels without per-pixel work in JS: 10000 official-size records parse in well under a second', () => {
+it('reads 10000 official-size records: every pixel and label in place (its speed is a bench figure: bnmlp bench --suite trainer)', () => {
   // Built from the fixture's own bytes: its 40 records repeated to 10000 (the data and shape fields change).
   const official = readFileSync(join(pyDir, 'data_batch_1'));
   const head = official.indexOf(Buffer.from('K(M\x00\x0c\x86', 'latin1'));
@@ -196,11 +196,8 @@ it('reads the pixels without per-pixel work in JS: 10000 official-size records p
     Buffer.from([0x54, ...new Uint8Array(new Int32Array([pixels.length]).buffer)]), pixels,
     official.subarray(dataStart + 5 + 40 * CIFAR_PIXELS),
   ]);
-  const start = performance.now();
   const data = parseCifarPickle(big, 'big');
-  const ms = performance.now() - start;
   expect(data.count).toBe(10000);
   expect(Buffer.from(data.pixels).equals(pixels)).toBe(true);
   expect(data.labels[9999]).toBe(binTrain.labels[9999 % 40]);
-  expect(ms).toBeLessThan(1000);
 });
