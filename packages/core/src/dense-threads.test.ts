@@ -109,7 +109,7 @@ describe.each(variants)('threaded dense products, %s build', (variant) => {
         const unthreaded = products(p);
         for (const threads of [2, 3]) {
           // Act
-          expect(configureKernelThreads(threads, { minWork: 0 })).toMatchObject({ variant, threads, threadsReason: null });
+          expect(configureKernelThreads(threads, { minWork: 0, adaptive: false })).toMatchObject({ variant, threads, threadsReason: null });
           const before = threadedProductCount();
           const threaded = products(p);
           // Assert
@@ -180,7 +180,7 @@ describe('training with 1 and 2 kernel threads', () => {
   });
 
   function train(threads: number): { losses: number[]; values: Float32Array[] } {
-    configureKernelThreads(threads, { minWork: 0 });
+    configureKernelThreads(threads, { minWork: 0, adaptive: false });
     const model = createModel({ inputDim: 96, hiddenDims: [24, 12], classes: 10, batchNorm: true }, { seed: 3 });
     const state = createMomentumState(model);
     const losses: number[] = [];
@@ -212,6 +212,26 @@ describe('training with 1 and 2 kernel threads', () => {
   });
 });
 
+describe('backing off when the threads lose (a machine busier than its cores)', () => {
+  test('after 4 products in a row whose wait outlasted the own part, the next 2000 run unthreaded, then the threads are tried again', () => {
+    const pool = new DenseThreads(sharedModule('simd128'), 1, WORKER_URL);
+    const judge = (own: number, wait: number) => (pool as unknown as { judge(o: number, w: number): void }).judge(own, wait);
+    for (let i = 0; i < 3; i++) judge(0.5, 0.8);
+    judge(0.5, 0.1); // a good product in between resets the count
+    for (let i = 0; i < 3; i++) judge(0.5, 0.8);
+    expect(pool.shouldBackOff()).toBe(false);
+    judge(0.5, 0.8);
+    expect(pool.backOffs).toBe(1);
+    let unthreaded = 0;
+    while (pool.shouldBackOff()) unthreaded++;
+    expect(unthreaded).toBe(2000);
+    judge(0.5, 0.04); // short waits never count, whatever the ratio
+    judge(0.01, 0.04);
+    expect(pool.shouldBackOff()).toBe(false);
+    pool.shutdown();
+  });
+});
+
 describe('configureKernelThreads', () => {
   beforeAll(async () => {
     await initBackend('wasm');
@@ -222,7 +242,7 @@ describe('configureKernelThreads', () => {
   });
 
   test('reports the threads in wasmKernelStatus, restarts after shutdownKernelThreads, and 1 thread runs no pool', () => {
-    expect(configureKernelThreads(2, { minWork: 0 })).toMatchObject({ threads: 2, threadsReason: null });
+    expect(configureKernelThreads(2, { minWork: 0, adaptive: false })).toMatchObject({ threads: 2, threadsReason: null });
     expect(wasmKernelStatus().threads).toBe(2);
     shutdownKernelThreads();
     expect(threadedProductCount()).toBe(0);
@@ -237,7 +257,7 @@ describe('configureKernelThreads', () => {
   test('setKernelIdleTask: the task runs once, on this thread, during the next threaded product; never without threads', () => {
     const product = () => tf.tidy(() => denseScores(tf.ones([8, 16]), tf.ones([16, 8]), tf.zeros([8])).dataSync());
     let runs = 0;
-    configureKernelThreads(2, { minWork: 0 });
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
     setKernelIdleTask(() => runs++);
     product();
     product();
@@ -262,6 +282,7 @@ describe('configureKernelThreads', () => {
     for (const bad of [0, 1.5, 9, -1, '2'])
       expect(() => configureKernelThreads(bad as number)).toThrow(CoreArgumentError);
     expect(() => configureKernelThreads(2, { minWork: -1 })).toThrow(/options\.minWork/);
+    expect(() => configureKernelThreads(2, { adaptive: 'yes' as unknown as boolean })).toThrow(/options\.adaptive/);
     expect(() => configureKernelThreads(0)).toThrow(/threads/);
   });
 });

@@ -52,6 +52,9 @@ const INITIAL_PAGES = 256, MAXIMUM_PAGES = 16384;
 const WORKER_SPIN_MS = 2;
 /** A worker that has not answered in this long is taken as dead (its part would never come). */
 const ANSWER_TIMEOUT_MS = 60_000;
+/** See DenseThreads.adaptive. */
+const SLOW_RUNS_TO_BACK_OFF = 4;
+const BACK_OFF_PRODUCTS = 2000;
 /** A worker that has not started in this long is taken as unable to start (the pool is not used). */
 const START_TIMEOUT_MS = 10_000;
 /** W and velocity copies kept: a step of two threaded layers holds 8 (W, v in; W, v out, per layer). */
@@ -110,6 +113,19 @@ export class DenseThreads {
   probePart: number | null = null;
   /** Run once on the caller's thread after its own part of the next product, while the other threads finish theirs (see setKernelIdleTask). */
   idleTask: (() => void) | null = null;
+  /**
+   * Back off when the threads lose: on a machine busier than its cores, the other threads may
+   * not be scheduled while this one waits, and a product then takes longer than on one thread.
+   * After SLOW_RUNS_TO_BACK_OFF products in a row whose wait outlasted this thread's own part
+   * (past break-even: one thread alone would have been done), the next BACK_OFF_PRODUCTS products
+   * run unthreaded (the caller asks shouldBackOff), then the threads are tried again. Results
+   * are the same bits either way; only the speed changes.
+   */
+  adaptive = true;
+  private slowRuns = 0;
+  private backOffLeft = 0;
+  /** Times the pool has backed off so far. */
+  backOffs = 0;
   private top = 0;
   private readonly spare = new Map<number, number[]>();
   private readonly named = new Map<string, Region & { tag: object | null }>();
@@ -268,6 +284,7 @@ export class DenseThreads {
       Atomics.notify(w.ctrl, REQUEST);
       asked.push(w);
     });
+    const started = performance.now();
     if (parts[0][0] !== parts[0][1]) {
       hooks.prepare?.(parts[0]);
       this.runHere(...request(parts[0], 0));
@@ -278,7 +295,26 @@ export class DenseThreads {
       this.idleTask = null;
       idle();
     }
+    const ownDone = performance.now();
     for (const w of asked) this.awaitAnswer(w);
+    if (this.adaptive && asked.length > 0) this.judge(ownDone - started, performance.now() - ownDone);
+  }
+
+  /** Whether the next product should run unthreaded (see adaptive); counts it if so. */
+  shouldBackOff(): boolean {
+    if (this.backOffLeft === 0) return false;
+    this.backOffLeft--;
+    return true;
+  }
+
+  private judge(ownMs: number, waitMs: number): void {
+    if (waitMs > ownMs && waitMs > 0.05) {
+      if (++this.slowRuns >= SLOW_RUNS_TO_BACK_OFF) {
+        this.slowRuns = 0;
+        this.backOffLeft = BACK_OFF_PRODUCTS;
+        this.backOffs++;
+      }
+    } else this.slowRuns = 0;
   }
 
   /** Fills what the request's outputs point to (whole regions) with NaN: see probePart. */

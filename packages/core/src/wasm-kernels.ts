@@ -181,6 +181,7 @@ export function wasmKernelStatus(): WasmKernelStatus {
 // and the configured count, started on first use and kept until the configuration changes.
 let threadsWanted: number | null = null;
 let minThreadedWork = 1 << 20;
+let adaptiveThreads = true;
 let pool: { variant: WasmKernelVariant; threads: DenseThreads } | null = null;
 const threadFailures = new Map<WasmKernelVariant, string>();
 const WORKER_URL = new URL('../worker/dense-worker.mjs', import.meta.url);
@@ -199,17 +200,23 @@ function wantedThreads(): number {
  * kernels run on wasm: 'auto' (default; or env BNMLP_THREADS) uses this machine's available
  * parallelism, up to MAX_KERNEL_THREADS. 1 runs the unthreaded kernels in tfjs's memory. Results
  * are bit-identical for every count. `minWork`: the least m·k·n multiply-adds worth threading
- * (default 2^20; smaller products run unthreaded, which changes no result). Returns the status.
+ * (default 2^20; smaller products run unthreaded, which changes no result). `adaptive` (default
+ * true): when the threads lose to one thread (a machine busier than its cores), run unthreaded for
+ * a while, then try again (DenseThreads.adaptive); false keeps them always on. Returns the status.
  */
-export function configureKernelThreads(threads: KernelThreadsChoice, options: { minWork?: number } = {}): WasmKernelStatus {
+export function configureKernelThreads(threads: KernelThreadsChoice, options: { minWork?: number; adaptive?: boolean } = {}): WasmKernelStatus {
   const op = 'configureKernelThreads';
   if (threads !== 'auto' && !(Number.isInteger(threads) && threads >= 1 && threads <= MAX_KERNEL_THREADS))
     throw new CoreArgumentError(op, 'threads', `'auto' or an integer in [1, ${MAX_KERNEL_THREADS}]`, describeValue(threads));
   if (options.minWork !== undefined && !(Number.isInteger(options.minWork) && options.minWork >= 0))
     throw new CoreArgumentError(op, 'options.minWork', 'an integer >= 0', describeValue(options.minWork));
   threadsWanted = threads === 'auto' ? Math.min(availableParallelism(), MAX_KERNEL_THREADS) : threads;
+  if (options.adaptive !== undefined && typeof options.adaptive !== 'boolean')
+    throw new CoreArgumentError(op, 'options.adaptive', 'a boolean', describeValue(options.adaptive));
   if (options.minWork !== undefined) minThreadedWork = options.minWork;
+  if (options.adaptive !== undefined) adaptiveThreads = options.adaptive;
   if (pool && pool.threads.threads !== threadsWanted) shutdownKernelThreads();
+  if (pool) pool.threads.adaptive = adaptiveThreads;
   // Started now, so a failure to start shows in the status returned.
   const variant = (status ?? wasmKernelStatus()).variant;
   if (variant) threadPool(variant, Infinity);
@@ -269,12 +276,13 @@ function threadPool(variant: WasmKernelVariant, work: number): DenseThreads | nu
       const module = load(`${variant}-shared`);
       if (typeof module === 'string') throw new Error(`the ${variant}-shared build: ${module}`);
       pool = { variant, threads: new DenseThreads(module, wanted, WORKER_URL) };
+      pool.threads.adaptive = adaptiveThreads;
     } catch (error) {
       threadFailures.set(variant, (error as Error).message.split('\n')[0]);
       return null;
     }
   }
-  return pool.threads;
+  return pool.threads.shouldBackOff() ? null : pool.threads;
 }
 
 /** tfjs wasm modules whose memory the kernels cannot use (say, a shared memory), with why. */

@@ -99,12 +99,12 @@ describe('trainNetwork', () => {
       configureKernelThreads(1);
       const one = await trainToEnd(tinyConfig({ epochs: 4 }));
       // minWork 0: every dense product of the tiny network runs on both threads.
-      expect(configureKernelThreads(2, { minWork: 0 })).toMatchObject({ threads: 2, threadsReason: null });
+      expect(configureKernelThreads(2, { minWork: 0, adaptive: false })).toMatchObject({ threads: 2, threadsReason: null });
       const two = await trainToEnd(tinyConfig({ epochs: 4 }));
       expect(reproducible(two.outcome.history)).toEqual(reproducible(one.outcome.history));
       expectSameWeights(two.weights, one.weights);
     } finally {
-      configureKernelThreads('auto', { minWork: 1 << 20 });
+      configureKernelThreads('auto', { minWork: 1 << 20, adaptive: true });
       await initBackend(previous);
     }
   });

@@ -27,7 +27,8 @@ export async function useBackend(setup: BackendSetup): Promise<void> {
   await initBackend(backend);
   configureWasmKernels(kernels);
   // minWork 0: the suites' small shapes go through the threads too.
-  const status = configureKernelThreads(threads, { minWork: threads > 1 ? 0 : 1 << 20 });
+  // (and never backing off to one thread on a busy machine: the setup is what the suites test).
+  const status = configureKernelThreads(threads, { minWork: threads > 1 ? 0 : 1 << 20, adaptive: false });
   if (kernels !== 'off' && kernels !== 'auto' && status.variant !== kernels) throw new Error(`${setup}: kernels unavailable: ${status.reason}`);
   if (status.threads !== threads) throw new Error(`${setup}: kernel threads unavailable: ${status.threadsReason}`);
 }
