@@ -6,7 +6,7 @@ import { pngSize } from '../report/render.js';
 import { sweepFigure } from '../report/sweep-figure.js';
 import { ratioSpread, spread } from './bench-common.js';
 import {
-  DEFAULT_SWEEP_OPTIONS, FLOP_FORMULA, formatBackend, formatSweep, runSweep, sweepFigurePoints, timedSteps, trainStepFlops, writeSweep,
+  DEFAULT_SWEEP_OPTIONS, nativeFloatLanes, FLOP_FORMULA, formatBackend, formatSweep, runSweep, sweepFigurePoints, timedSteps, trainStepFlops, writeSweep,
   type SweepOptions, type SweepResult, type SweepRow,
 } from './bench-sweep.js';
 
@@ -29,7 +29,14 @@ describe('the sweep’s FLOP count', () => {
   });
 
   test('defaults: batch 32, 100, 500 × hidden 50,30 / 500,300 / 2000,1000, 3072 inputs, 3 repeats, sgemm 2048³', () => {
-    expect(DEFAULT_SWEEP_OPTIONS).toMatchObject({ batches: [32, 100, 500], hiddens: [[50, 30], [500, 300], [2000, 1000]], inputDim: 3072, repeat: 3, peakSize: 2048, targetSeconds: 1, maxSteps: 10 });
+    expect(DEFAULT_SWEEP_OPTIONS).toMatchObject({ batches: [32, 100, 500], hiddens: [[50, 30], [500, 300], [2000, 1000]], inputDim: 3072, repeat: 3, peakSize: 2048, targetSeconds: 0.5, maxSteps: 300, warmupSeconds: 0.5 });
+  });
+
+  test('native float lanes from /proc/cpuinfo flags: 16 with avx512f, 8 with avx2 or avx, else 4', () => {
+    expect(nativeFloatLanes('processor : 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw\n')).toBe(16);
+    expect(nativeFloatLanes('flags : fpu sse2 avx avx2 fma\n')).toBe(8);
+    expect(nativeFloatLanes('flags : fpu sse2 sse4_2\n')).toBe(4);
+    expect(nativeFloatLanes('')).toBe(4);
   });
 
   test('timed steps: about the target time, within [minSteps, maxSteps]', () => {
@@ -60,7 +67,7 @@ function fakeSweep(): SweepResult {
     format: 'bnmlp-bench-sweep', version: 1, options: DEFAULT_SWEEP_OPTIONS, backend: 'wasm', wasmKernels: 'relaxed-simd', threads: 2, threadsReason: null, flopFormula: FLOP_FORMULA,
     peer: { script: '/x/torch_peer.py', version: '1.13.0' },
     peak: {
-      version: '1.13.0', size: 2048, machineGflops: 80, machineThreads: 2, wasmSimdCeilingGflops: 40,
+      version: '1.13.0', size: 2048, machineGflops: 80, machineThreads: 2, nativeLanes: 8, kernelThreads: 2, wasmSimdCeilingGflops: 40,
       settings: [{ version: '1.13.0', threads: 1, size: 2048, gflops: 45 }, { version: '1.13.0', threads: 2, size: 2048, gflops: 80 }],
     },
     rows: [row(32, [50, 30], [0.5, 0.6, 0.55], [0.7, 0.72, 0.71], [0.8, 0.9, 0.85], 80), row(500, [2000, 1000], [600, 620, 610], [500, 510, 505], [300, 320, 310], 80)],
@@ -73,7 +80,7 @@ describe('the sweep’s summary', () => {
     const text = formatSweep(fakeSweep());
     expect(text).toContain('backend:      wasm (kernels: relaxed-simd, 2 threads)');
     expect(text).toContain('machine peak: 80.0 GFLOP/s = the larger of PyTorch sgemm 2048³ on 1 thread 45.0, 2 threads 80.0 GFLOP/s (measured in this run)');
-    expect(text).toContain("wasm SIMD-128 does 4 float lanes per instruction against AVX2's 8, so bnmlp's ceiling is about half of native: ≈ 40.0 GFLOP/s");
+    expect(text).toContain("this CPU's widest vectors 8 (/proc/cpuinfo), so bnmlp's kernels can reach about 4/8 of one core's sgemm × 2 threads ≈ 40.0 GFLOP/s (50% of the machine peak)");
     expect(text).toContain(`FLOP:         ${FLOP_FORMULA}`);
     const lines = text.split('\n');
     const header = lines.find((l) => l.startsWith('batch'))!;

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   configureKernelThreads, configureWasmKernels, createModel, createMomentumState, disposeModel, disposeMomentumState, initBackend, trainStep, wasmKernelStatus,
@@ -54,11 +54,13 @@ export const DEFAULT_SWEEP_OPTIONS: SweepOptions = {
   inputDim: INPUT_DIM,
   samples: 10_000,
   repeat: 3,
-  targetSeconds: 1,
+  // About half a second timed per row after half a second of warm-up (V8 tiers our code up over
+  // the first steps; the small rows need hundreds of steps for a steady median).
+  targetSeconds: 0.5,
   minSteps: 3,
-  maxSteps: 10,
-  warmupSeconds: 0.25,
-  maxWarmup: 200,
+  maxSteps: 300,
+  warmupSeconds: 0.5,
+  maxWarmup: 1000,
   peakSize: 2048,
   backend: 'auto',
   kernels: 'auto',
@@ -117,8 +119,25 @@ export interface SweepPeak {
   /** The larger: the machine peak every fraction is of. */
   readonly machineGflops: number;
   readonly machineThreads: number;
-  /** About half the machine peak: wasm SIMD-128 has 4 float lanes against AVX2's 8. */
+  /** This CPU's widest float vector in lanes (16 with AVX-512, 8 with AVX2, else 4), from /proc/cpuinfo. */
+  readonly nativeLanes: number;
+  /** wasm SIMD-128 has 4 lanes: 4/nativeLanes of one core's sgemm, times our kernel threads. */
   readonly wasmSimdCeilingGflops: number;
+  readonly kernelThreads: number;
+}
+
+/** The widest float vector of this CPU in 32-bit lanes, read from /proc/cpuinfo's flags (4 when unknown). */
+export function nativeFloatLanes(cpuinfo: string | null = readCpuinfo()): number {
+  const flags = new Set((/^flags\s*:(.*)$/m.exec(cpuinfo ?? '')?.[1] ?? '').trim().split(/\s+/));
+  return flags.has('avx512f') ? 16 : flags.has('avx2') || flags.has('avx') ? 8 : 4;
+}
+
+function readCpuinfo(): string | null {
+  try {
+    return readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return null;
+  }
 }
 
 export interface SweepResult {
@@ -206,7 +225,13 @@ export async function runSweep(o: SweepOptions, onProgress: (message: string) =>
     if (peerSkip) peak = peerSkip;
     else {
       const best = settings.reduce((a, b) => (b.gflops > a.gflops ? b : a));
-      peak = { version: settings[0].version, size: o.peakSize, settings, machineGflops: best.gflops, machineThreads: best.threads, wasmSimdCeilingGflops: best.gflops / 2 };
+      const oneCore = settings.find((s) => s.threads === 1)?.gflops ?? best.gflops / best.threads;
+      const nativeLanes = nativeFloatLanes();
+      const kernelThreads = wasmKernelStatus().threads;
+      peak = {
+        version: settings[0].version, size: o.peakSize, settings, machineGflops: best.gflops, machineThreads: best.threads,
+        nativeLanes, kernelThreads, wasmSimdCeilingGflops: (4 / nativeLanes) * oneCore * kernelThreads,
+      };
     }
   }
 
@@ -294,7 +319,7 @@ export function formatSweep(r: SweepResult): string {
     const p = r.peak;
     lines.push(
       `machine peak: ${p.machineGflops.toFixed(1)} GFLOP/s = the larger of PyTorch sgemm ${p.size}³ on ${p.settings.map((s) => `${s.threads} thread${s.threads === 1 ? '' : 's'} ${s.gflops.toFixed(1)}`).join(', ')} GFLOP/s (measured in this run); "% peak" is of it`,
-      `wasm SIMD-128 does 4 float lanes per instruction against AVX2's 8, so bnmlp's ceiling is about half of native: ≈ ${p.wasmSimdCeilingGflops.toFixed(1)} GFLOP/s (50% of the machine peak)`,
+      `wasm ceiling: SIMD-128 has 4 float lanes per instruction, this CPU's widest vectors ${p.nativeLanes} (/proc/cpuinfo), so bnmlp's kernels can reach about 4/${p.nativeLanes} of one core's sgemm × ${p.kernelThreads} thread${p.kernelThreads === 1 ? '' : 's'} ≈ ${p.wasmSimdCeilingGflops.toFixed(1)} GFLOP/s (${((100 * p.wasmSimdCeilingGflops) / p.machineGflops).toFixed(0)}% of the machine peak)`,
     );
   }
   lines.push(`FLOP:         ${r.flopFormula}`, '');

@@ -53,7 +53,9 @@ export const DEFAULT_BENCH_OPTIONS: BenchOptions = {
   batch: 100,
   hidden: [50, 30],
   epochs: 1,
-  warmup: 50,
+  // Steady state, as in a real run: V8 tiers our wasm and the tfjs engine up over the first ~1,000 steps
+  // (the peer warms up with one whole epoch).
+  warmup: 1000,
   inference: 10_000,
   backend: 'auto',
   kernels: 'auto',
