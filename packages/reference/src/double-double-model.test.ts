@@ -94,6 +94,14 @@ describe('DoubleDoubleCost', () => {
             compared++;
           }
       }),
+      // Fixed cases whose steps cross kinks (several flips each), so both outcomes are exercised whatever
+      // FC_NUM_RUNS is (the mutation run's 10 draws of seed 12 cross none).
+      {
+        examples: [
+          [{ inputDim: 3, hiddenDims: [3], classes: 2, batch: 3, batchNorm: false, bnAffine: false, lambda: 0.1, seed: 2 }, 0.25],
+          [{ inputDim: 3, hiddenDims: [3, 2], classes: 3, batch: 4, batchNorm: true, bnAffine: true, lambda: 0.1, seed: 2 }, 0.25],
+        ],
+      },
     );
     // Both outcomes were exercised.
     expect(flips).toBeGreaterThan(0);
