@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { scaleShiftForward } from './batch-norm.js';
 import { decimalCost, decimalGradients } from './decimal-oracle.js';
+import { DoubleDoubleCost } from './double-double-model.js';
+import { ddExp, ddFromNumber, ddToNumber, twoSum } from './double-double.js';
 import { describeValue } from './errors.js';
 import { describeFailures, gradientCheck, GradientCheckError } from './gradient-check.js';
 import { fromRows } from './matrix.js';
@@ -255,5 +257,91 @@ describe('gradientCheck reporting and arguments (gradient-check.ts)', () => {
     other.layers[0].bn!.runningMean.set([1, -1, 0.5, 2, 0]);
     expect(Array.from(forward(other, x).probs.data)).toEqual(Array.from(forward(other, x, 'train').probs.data));
     expect(Array.from(forward(other, x).probs.data)).not.toEqual(Array.from(forward(other, x, 'inference').probs.data));
+  });
+});
+
+// Written against survivors of the first run over the double-double code (commit d57040e).
+
+describe('DoubleDoubleCost arguments (double-double-model.ts)', () => {
+  const bn = buildNetworkCase({ inputDim: 2, hiddenDims: [3], classes: 2, batch: 3, batchNorm: true, bnAffine: true, lambda: 0, seed: 1 });
+
+  it('rejects a λ that is not finite, naming what it expects', () => {
+    for (const lambda of [Infinity, NaN])
+      expectArgumentError(() => new DoubleDoubleCost(bn.net, bn.x, bn.labels, lambda), { op: 'DoubleDoubleCost', argument: 'lambda', expected: 'a finite number >= 0', actual: String(lambda) });
+  });
+
+  it('an entry index must lie in [0, size − 1] of that parameter: a bias has `cols` entries, not those of W', () => {
+    const evaluator = new DoubleDoubleCost(bn.net, bn.x, bn.labels, 0);
+    expect(evaluator.atEntry({ kind: 'b', layer: 0 }, 2, 1e-3)).not.toBeNull();
+    expectArgumentError(() => evaluator.atEntry({ kind: 'b', layer: 0 }, 3, 1e-3), { op: 'DoubleDoubleCost.atEntry', argument: 'index', expected: 'an integer in [0, 2]', actual: '3' });
+    expectArgumentError(() => evaluator.atEntry({ kind: 'W', layer: 0 }, -1, 1e-3), { argument: 'index', actual: '-1' });
+    expectArgumentError(() => evaluator.atEntry({ kind: 'W', layer: 0 }, 0, Infinity), { argument: 'step', expected: 'a finite number', actual: 'Infinity' });
+  });
+
+  it('γ and β exist only on batch-norm layers with an affine transform', () => {
+    const plain = createNetwork({ inputDim: 2, hiddenDims: [3], classes: 2, batchNorm: false });
+    const bare = createNetwork({ inputDim: 2, hiddenDims: [3], classes: 2, batchNorm: true, bnAffine: false });
+    for (const net of [plain, bare]) {
+      const evaluator = new DoubleDoubleCost(net, bn.x, bn.labels, 0);
+      for (const kind of ['gamma', 'beta'] as const) {
+        expectArgumentError(() => evaluator.atEntry({ kind, layer: 0 }, 0, 1e-3), {
+          op: 'DoubleDoubleCost.atEntry', argument: 'ref', expected: 'a parameter of the network', actual: `"${kind}" of layer 0`,
+        });
+        expectArgumentError(() => evaluator.alongDirection({ kind, layer: 0 }, [1, 0, 0], 1e-3), { op: 'DoubleDoubleCost.alongDirection', argument: 'ref' });
+      }
+    }
+  });
+});
+
+describe('a unit whose pre-activation is exactly 0 (double-double-model.ts)', () => {
+  it('is inactive in both precisions: the checks skip the same kinks, none of them on W1', () => {
+    const { net, x, labels, lambda } = buildNetworkCase({ inputDim: 3, hiddenDims: [4, 3], classes: 3, batch: 5, batchNorm: false, bnAffine: false, lambda: 0.1, seed: 3 });
+    // Unit 1 of the second hidden layer: column 1 of W2 and b2[1] are 0, so its pre-activation is
+    // exactly 0 on every row, and stays so when W1, b1 or another column of W2 moves.
+    const W2 = net.layers[1].W;
+    for (let i = 0; i < W2.rows; i++) W2.data[i * W2.cols + 1] = 0;
+    net.layers[1].b[1] = 0;
+    const kinks = (report: ReturnType<typeof gradientCheck>) => Object.fromEntries(report.parameters.map((p) => [p.name, p.skippedKinks]));
+    const dd = gradientCheck(net, x, labels, lambda, { stencil: 4 });
+    const float64 = gradientCheck(net, x, labels, lambda, { stencil: 4, precision: 'float64' });
+    expect(kinks(dd)).toEqual(kinks(float64));
+    expect(kinks(dd)).toMatchObject({ W1: 0, b1: 0 });
+    expect(dd.passed).toBe(true);
+    // Along a direction of W2 that leaves column 1 alone, nothing changes sign either.
+    const u = new Float64Array(W2.data.length).map((_, k) => (k % W2.cols === 1 ? 0 : 1));
+    expect(new DoubleDoubleCost(net, x, labels, lambda).alongDirection({ kind: 'W', layer: 1 }, u, 1e-6)).not.toBeNull();
+  });
+});
+
+describe('double-double edges (double-double.ts)', () => {
+  it('ddToNumber rounds hi + lo, ties to even: 1 + 2^-53 → 1', () => {
+    const half = twoSum(1, 2 ** -53);
+    expect([half.hi, half.lo]).toEqual([1, 2 ** -53]);
+    expect(ddToNumber(half)).toBe(1);
+  });
+
+  it('ddExp at its cut-offs still computes: e^709.78 is finite, e^-745.1 is the smallest subnormal', () => {
+    const high = ddExp(ddFromNumber(709.78));
+    expect(Number.isFinite(high.hi)).toBe(true);
+    expect(Math.abs(high.hi - Math.exp(709.78))).toBeLessThanOrEqual(1e-15 * Math.exp(709.78));
+    expect(ddExp(ddFromNumber(-745.1)).hi).toBe(Number.MIN_VALUE);
+    // Beyond them the limits themselves, not a scaling that overflows (lo would be nonzero or NaN).
+    expect(ddExp(ddFromNumber(710))).toEqual({ hi: Infinity, lo: 0 });
+    expect(ddExp(ddFromNumber(Infinity))).toEqual({ hi: Infinity, lo: 0 });
+    expect(ddExp(ddFromNumber(-Infinity))).toEqual({ hi: 0, lo: 0 });
+  });
+});
+
+describe('gradientCheck precision arguments (gradient-check.ts)', () => {
+  const { net, x, labels, lambda } = buildNetworkCase({ inputDim: 4, hiddenDims: [5], classes: 3, batch: 6, batchNorm: true, bnAffine: true, lambda: 0.05, seed: 11 });
+  const trainForward = (n: Network, input: typeof x): ForwardResult => forward(n, input, 'train');
+
+  it('names the operation and what it expects when the precision is unknown or a float64 forward meets double-double', () => {
+    expectArgumentError(() => gradientCheck(net, x, labels, lambda, { precision: 'float128' as 'float64' }), { op: 'gradientCheck', argument: 'precision' });
+    for (const options of [{ stencil: 4 as const }, { stencil: 2 as const, precision: 'double-double' as const }])
+      expectArgumentError(() => gradientCheck(net, x, labels, lambda, { ...options, numericForward: trainForward }), {
+        op: 'gradientCheck', argument: 'numericForward', expected: "absent with precision 'double-double' (a float64 forward pass)", actual: 'a function',
+      });
+    expect(gradientCheck(net, x, labels, lambda, { only: ['b2'], stencil: 4, precision: 'float64', numericForward: trainForward }).passed).toBe(true);
   });
 });
