@@ -4,7 +4,7 @@ export default defineConfig({
   test: {
     include: ['src/**/*.test.ts'],
     reporters: ['default', ['json', { outputFile: 'test-results.json' }]],
-    setupFiles: ['src/test-support/fast-check-setup.ts'],
+    setupFiles: ['../../scripts/vitest-event-loop-turn.mjs', 'src/test-support/fast-check-setup.ts'],
     testTimeout: 180_000,
     hookTimeout: 120_000,
   },

@@ -5,7 +5,7 @@ export default defineConfig({
     include: ['src/**/*.test.ts'],
     reporters: ['default', ['json', { outputFile: 'test-results.json' }]],
     // fast-check's numRuns (FC_NUM_RUNS) and replay seed (FC_SEED) are set once, here.
-    setupFiles: ['src/test-support/fast-check-setup.ts'],
+    setupFiles: ['../../scripts/vitest-event-loop-turn.mjs', 'src/test-support/fast-check-setup.ts'],
     testTimeout: 120_000,
   },
 });

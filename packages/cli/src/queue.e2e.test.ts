@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './cli.js';
-import { buildBin, runBin } from './test-support/built-bin.js';
+import { builtBin, runBin } from './test-support/built-bin.js';
 import { cliRoot, tinyCifarDir } from './test-support/paths.js';
 
 /*
@@ -62,7 +62,7 @@ const processes = new Set<Proc>();
 
 beforeAll(async () => {
   if (!available) return;
-  bin = buildBin('bnmlp-cli-e2e-queue');
+  bin = builtBin();
   tmp = mkdtempSync(join(tmpdir(), 'bnmlp-e2e-queue-'));
   redis = await startRedisServer({ password: PASSWORD, appendonly: true });
   bull = (await import(pathToFileURL(bullmqPath).href)) as BullModule;
@@ -231,7 +231,7 @@ describe.skipIf(!available)('bnmlp search --queue with bnmlp worker processes', 
   it('finishes with the same trials, table, figures and weights as a local search with the same seed, and leaves the queue empty', async () => {
     const queueName = newQueue();
     const crew = await workers(queueName, 2);
-    const local = runBin(bin, ['search', 'coarse', ...fixture, '--trials', '4', '--epochs', '2', '--seed', '7', '--workers', '2', '--name', 'local-7'], { cwd: tmp, timeoutMs: 60_000 });
+    const local = await runBin(bin, ['search', 'coarse', ...fixture, '--trials', '4', '--epochs', '2', '--seed', '7', '--workers', '2', '--name', 'local-7'], { cwd: tmp, timeoutMs: 60_000 });
     expect(local.status).toBe(0);
     const queued = search(queueName, 'queue-7', ['--trials', '4', '--epochs', '2', '--seed', '7']);
     expect(await queued.exited).toEqual({ status: 0, signal: null });
@@ -342,10 +342,10 @@ describe.skipIf(!available)('bnmlp search --queue with bnmlp worker processes', 
 
   it('a wrong password is a clear error, exit 1, and the password is never printed', async () => {
     const wrong = `redis://:wrong-${PASSWORD}@127.0.0.1:${redis.port}`;
-    const worker = runBin(bin, ['worker', '--queue', wrong, ...fixture], { cwd: tmp, timeoutMs: 30_000 });
+    const worker = await runBin(bin, ['worker', '--queue', wrong, ...fixture], { cwd: tmp, timeoutMs: 30_000 });
     expect(worker.status).toBe(1);
     expect(worker.stderr).toMatch(new RegExp(`^bnmlp: Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${redis.port}/0: refused the password in the URL \\(WRONGPASS`, 'm'));
-    const coordinator = runBin(bin, ['search', 'coarse', '--queue', 'env', ...fixture, '--trials', '2', '--epochs', '1', '--name', 'wrong-pw'], { cwd: tmp, timeoutMs: 30_000, env: { BNMLP_REDIS_URL: wrong } });
+    const coordinator = await runBin(bin, ['search', 'coarse', '--queue', 'env', ...fixture, '--trials', '2', '--epochs', '1', '--name', 'wrong-pw'], { cwd: tmp, timeoutMs: 30_000, env: { BNMLP_REDIS_URL: wrong } });
     expect(coordinator.status).toBe(1);
     expect(coordinator.stderr).toMatch(/refused the password in the URL/);
     expect(existsSync(join(tmp, 'runs', 'wrong-pw'))).toBe(false);

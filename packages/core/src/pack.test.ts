@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -16,11 +16,17 @@ const workspaceRoot = resolve(packageDir, '../..');
 const tsc = join(workspaceRoot, 'node_modules/typescript/bin/tsc');
 const TIMEOUT = 240_000;
 
-function run(command: string, args: string[], cwd: string): { stdout: string; stderr: string } {
-  const result = spawnSync(command, args, { cwd, encoding: 'utf8', timeout: TIMEOUT, env: process.env });
-  if (result.error || result.status !== 0)
-    throw new Error(`${command} ${args.join(' ')} (in ${cwd}) failed: ${result.error?.message ?? `exit ${result.status}`}\n${result.stdout}\n${result.stderr}`);
-  return { stdout: result.stdout, stderr: result.stderr };
+/**
+ * Runs a command to the end. Asynchronous on purpose: a spawnSync of npm install or tsc blocks the
+ * test worker's RPC with vitest, and on a loaded machine outlasted its 60 s timeout.
+ */
+function run(command: string, args: string[], cwd: string): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolveRun, reject) => {
+    execFile(command, args, { cwd, encoding: 'utf8', timeout: TIMEOUT, env: process.env, maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args.join(' ')} (in ${cwd}) failed: ${error.message.split('\n')[0]}\n${stdout}\n${stderr}`));
+      else resolveRun({ stdout, stderr });
+    });
+  });
 }
 
 function hasCommand(command: string): boolean {
@@ -28,10 +34,10 @@ function hasCommand(command: string): boolean {
 }
 
 const timings: Record<string, number> = {};
-function timed<T>(phase: string, f: () => T): T {
+async function timed<T>(phase: string, f: () => Promise<T>): Promise<T> {
   const start = performance.now();
   try {
-    return f();
+    return await f();
   } finally {
     timings[phase] = Math.round(performance.now() - start);
   }
@@ -42,25 +48,25 @@ describe.skipIf(skip)('@bnmlp/core as a packed, installed package', { timeout: T
   let consumer = '';
   let installNote = '';
 
-  beforeAll(() => {
+  beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), 'bnmlp-pack-'));
     consumer = join(work, 'consumer');
     // turbo's `test` depends on ^build (the dependencies' builds), not on this package's own: build it here.
-    timed('build', () => run(process.execPath, [tsc, '-p', 'tsconfig.build.json'], packageDir));
+    await timed('build', () => run(process.execPath, [tsc, '-p', 'tsconfig.build.json'], packageDir));
     const pnpm = hasCommand('pnpm') ? ['pnpm'] : ['npx', '--yes', 'pnpm@10.34.9'];
-    timed('pack', () => run(pnpm[0], [...pnpm.slice(1), 'pack', '--pack-destination', work], packageDir));
+    await timed('pack', () => run(pnpm[0], [...pnpm.slice(1), 'pack', '--pack-destination', work], packageDir));
     const tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!);
-    run('mkdir', ['-p', consumer], work);
+    await run('mkdir', ['-p', consumer], work);
     writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'bnmlp-consumer', private: true, type: 'module' }));
-    timed('npm install', () => {
+    await timed('npm install', async () => {
       try {
-        run('npm', ['install', tarball, '--no-audit', '--no-fund'], consumer);
+        await run('npm', ['install', tarball, '--no-audit', '--no-fund'], consumer);
       } catch (error) {
         // The optional @tensorflow/tfjs-node downloads libtensorflow in its install script; npm
         // should drop it when that fails offline. If npm fails hard instead, say so and retry without it.
         installNote = `npm install failed (${(error as Error).message.split('\n')[0]}); retried with --omit=optional`;
         console.warn(installNote);
-        run('npm', ['install', tarball, '--no-audit', '--no-fund', '--omit=optional'], consumer);
+        await run('npm', ['install', tarball, '--no-audit', '--no-fund', '--omit=optional'], consumer);
       }
     });
   }, TIMEOUT);
@@ -70,9 +76,9 @@ describe.skipIf(skip)('@bnmlp/core as a packed, installed package', { timeout: T
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  test('the tarball holds dist, the four wasm kernel builds, the kernel thread script and package.json only, with the exports map targets present', () => {
+  test('the tarball holds dist, the four wasm kernel builds, the kernel thread script and package.json only, with the exports map targets present', async () => {
     const tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!);
-    const files = run('tar', ['tzf', tarball], work).stdout.trim().split('\n');
+    const files = (await run('tar', ['tzf', tarball], work)).stdout.trim().split('\n');
 
     expect(files).toContain('package/package.json');
     expect(files).toContain('package/dist/index.js');
@@ -84,7 +90,7 @@ describe.skipIf(skip)('@bnmlp/core as a packed, installed package', { timeout: T
     expect(files.some((f) => f.includes('.test.') || f.includes('test-support'))).toBe(false);
   });
 
-  test('an ESM script imports @bnmlp/core and runs initBackend, createModel, forward, trainStep and predict', () => {
+  test('an ESM script imports @bnmlp/core and runs initBackend, createModel, forward, trainStep and predict', async () => {
     // Arrange
     writeFileSync(
       join(consumer, 'smoke.mjs'),
@@ -105,7 +111,7 @@ console.log(JSON.stringify({ backend: info.name, kernels: wasmKernelStatus(), pr
     );
 
     // Act
-    const output = timed('run script', () => run(process.execPath, ['smoke.mjs'], consumer)).stdout;
+    const output = (await timed('run script', () => run(process.execPath, ['smoke.mjs'], consumer))).stdout;
 
     // Assert
     const result = JSON.parse(output.trim().split('\n').pop()!);
@@ -122,7 +128,7 @@ console.log(JSON.stringify({ backend: info.name, kernels: wasmKernelStatus(), pr
     expect(result.accuracy).toBeGreaterThanOrEqual(0);
   });
 
-  test("the exports map's types serve a strict NodeNext TypeScript consumer (and reject misuse)", () => {
+  test("the exports map's types serve a strict NodeNext TypeScript consumer (and reject misuse)", async () => {
     // Arrange: @ts-expect-error lines fail the check if the imports resolved to `any`.
     writeFileSync(
       join(consumer, 'consumer.ts'),
@@ -144,6 +150,6 @@ export { shape, first, info, file, isError };
     );
 
     // Act + Assert (run throws with tsc's diagnostics on failure)
-    timed('type-check', () => run(process.execPath, [tsc, '--noEmit', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--strict', 'consumer.ts'], consumer));
+    await timed('type-check', () => run(process.execPath, [tsc, '--noEmit', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--strict', 'consumer.ts'], consumer));
   });
 });

@@ -10,7 +10,7 @@ import { CATALOGUE } from '../diagnose/catalogue.js';
 import { parseCase } from '../diagnose/case.js';
 import type { Diagnosis } from '../diagnose/diagnosis.js';
 import { readNamedValues, writeNamedValues } from '../diagnose/files.js';
-import { buildBin, runBin } from '../test-support/built-bin.js';
+import { builtBin, runBin } from '../test-support/built-bin.js';
 import { cliRoot, repoRoot, tinyCifarDir } from '../test-support/paths.js';
 import { CHECK_FLAGS, EXAMPLE_FLAGS, EXPORT_FLAGS, diagnoseHelp } from './diagnose.js';
 
@@ -148,9 +148,9 @@ describe.skipIf(!NUMPY)('end to end: the built binary and a NumPy BN MLP (fixtur
   const script = join(cliRoot, 'src', 'diagnose', 'fixtures', 'bn_mlp.py');
   const dir = join(tmp, 'e2e');
   let bin: string;
-  beforeAll(() => {
-    bin = buildBin('bnmlp-cli-diagnose-e2e');
-    const exported = runBin(bin, ['diagnose', 'export', ...SMALL, '--out', join(dir, 'case.npz')]);
+  beforeAll(async () => {
+    bin = builtBin();
+    const exported = await runBin(bin, ['diagnose', 'export', ...SMALL, '--out', join(dir, 'case.npz')]);
     expect(exported.stderr).toBe('');
     expect(exported.status).toBe(0);
   });
@@ -162,37 +162,37 @@ describe.skipIf(!NUMPY)('end to end: the built binary and a NumPy BN MLP (fixtur
   };
   const check = (file: string) => runBin(bin, ['diagnose', 'check', join(dir, 'case.npz'), join(dir, file)]);
 
-  it('their forward gives the case\'s J, and right gradients are diagnosed right (exit 0)', () => {
+  it('their forward gives the case\'s J, and right gradients are diagnosed right (exit 0)', async () => {
     const c = parseCase(readNamedValues(join(dir, 'case.npz')), 'case.npz');
     expect(Number(/J = (\S+);/.exec(numpy([join(dir, 'right.npz')]))![1])).toBeCloseTo(c.cost, 12);
-    const r = check('right.npz');
+    const r = await check('right.npz');
     expect(r.stdout).toMatch(/^RIGHT: every array you gave is right\.$/m);
     expect(r.status).toBe(0);
   });
 
-  it('with running statistics planted in their numeric check, the diagnosis names it (exit 1)', () => {
+  it('with running statistics planted in their numeric check, the diagnosis names it (exit 1)', async () => {
     numpy([join(dir, 'running.npz'), '--bug', 'running-statistics']);
-    const r = check('running.npz');
+    const r = await check('running.npz');
     expect(r.status).toBe(1);
     expect(r.stdout).toContain('analytic side (your W1, b1, …): right (10 of 10)');
     expect(r.stdout).toContain('1. running-statistics: running statistics in the perturbed forward pass — matches all 10');
   });
 
-  it('the NumPy example of the README (section "Check your own implementation") is right', () => {
+  it('the NumPy example of the README (section "Check your own implementation") is right', async () => {
     const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
     const section = readme.slice(readme.indexOf('## Check your own implementation'));
     const code = /```python\n([\s\S]*?)```/.exec(section)![1];
     writeFileSync(join(dir, 'example.py'), code);
     const r = spawnSync('/usr/bin/python3', ['example.py'], { cwd: dir, encoding: 'utf8' });
     expect(r.stderr).toBe('');
-    const checked = check('mine.npz');
+    const checked = await check('mine.npz');
     expect(checked.stdout).toMatch(/^RIGHT: every array you gave is right\.$/m);
     expect(checked.status).toBe(0);
   });
 
-  it('with the mean term dropped from their BN backward, saved column-sample, the diagnosis names it and the transposes', () => {
+  it('with the mean term dropped from their BN backward, saved column-sample, the diagnosis names it and the transposes', async () => {
     numpy([join(dir, 'dropped.npz'), '--bug', 'dropped-mean-term', '--columns']);
-    const r = check('dropped.npz');
+    const r = await check('dropped.npz');
     expect(r.status).toBe(1);
     expect(r.stdout).toContain('transposed W recognised: your W1, W2, W3 (and num_*) are dOut×dIn');
     expect(r.stdout).toContain('numeric side (your num_W1, …): right (10 of 10)');

@@ -546,6 +546,9 @@ export async function runGradcheck(input: Partial<GradcheckOptions> = {}, deps: 
   for (const layers of options.layers)
     for (const batchNorm of [false, true])
       for (const lambda of lambdas) {
+        // One configuration can be seconds of synchronous work: give the event loop a turn between
+        // them (signals, progress output, and the RPC of a test runner hosting this call).
+        await new Promise((resolve) => setImmediate(resolve));
         const label = configurationLabel(layers, batchNorm, lambda);
         deps.onProgress?.(label);
         const t0 = performance.now();
