@@ -41,9 +41,19 @@ async function tryBackend(name: BackendName): Promise<string | null> {
 }
 
 /**
+ * tfjs names a backend active before its initialisation runs and keeps the name when it fails
+ * (with no instance behind it): after a failed switch, make the backend that was working active again.
+ */
+async function restoreBackend(working: BackendName | null): Promise<void> {
+  if (working === null || tf.getBackend() === working) return;
+  await tf.setBackend(working).catch(() => false);
+}
+
+/**
  * Selects the TensorFlow.js backend. 'auto' (default; or env BNMLP_BACKEND) tries `tensorflow`
  * (tfjs-node, when its native library installed), then `wasm`, then `cpu`. A named backend is
- * required: BackendUnavailableError if it cannot start. Returns what was chosen and why.
+ * required: BackendUnavailableError if it cannot start, and the backend active before the call
+ * (if it was working) stays active. Returns what was chosen and why.
  */
 export async function initBackend(requested: BackendName | 'auto' = (process.env.BNMLP_BACKEND as BackendName | undefined) ?? 'auto'): Promise<BackendInfo> {
   if (requested !== 'auto' && !BACKEND_NAMES.includes(requested))
@@ -51,6 +61,7 @@ export async function initBackend(requested: BackendName | 'auto' = (process.env
   if (current && (requested === 'auto' || current.name === requested) && tf.getBackend() === current.name) return current;
   const order = requested === 'auto' ? BACKEND_NAMES : [requested];
   const skipped: Array<{ backend: BackendName; reason: string }> = [];
+  const working = current && tf.getBackend() === current.name ? current.name : null;
   for (const name of order) {
     const failure = await tryBackend(name);
     if (failure === null) {
@@ -59,6 +70,7 @@ export async function initBackend(requested: BackendName | 'auto' = (process.env
     }
     skipped.push({ backend: name, reason: failure });
   }
+  await restoreBackend(working);
   const last = skipped[skipped.length - 1];
   throw new BackendUnavailableError(last.backend, skipped.map((s) => `${s.backend}: ${s.reason}`).join('; '));
 }

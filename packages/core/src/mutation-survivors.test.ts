@@ -155,6 +155,10 @@ describe('initBackend and backendInfo', () => {
       const wasm = await initBackend('wasm').catch((e: unknown) => e);
       expect(wasm).toBeInstanceOf(BackendUnavailableError);
       expect(wasm).toMatchObject({ backend: 'wasm', reason: 'wasm: tf.setBackend returned false' });
+      // The backend that worked before the call is still the active one, not a name with nothing behind it.
+      expect(tf.getBackend()).toBe('cpu');
+      expect(backendInfo()).toMatchObject({ name: 'cpu' });
+      expect(tf.add(tf.scalar(1), tf.scalar(2)).dataSync()[0]).toBe(3);
 
       // Act + Assert: 'auto' with every backend failing (cpu removed too, so the cpu info is stale)
       tf.removeBackend('cpu');
