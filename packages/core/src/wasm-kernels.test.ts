@@ -7,7 +7,9 @@ import {
   allowRelaxedSimd, configureWasmKernels, wasmKernelStatus, denseMomentumStep, denseScores, denseWeightGradient, kernelExports, softmaxCrossEntropy, sumOfSquares,
   type WasmKernelVariant, type WasmBackendInternals,
 } from './wasm-kernels.js';
-import { createModel, disposeModel } from './model.js';
+import { createModel, disposeModel, modelFromValues, modelValues } from './model.js';
+import { resolveConfig } from './config.js';
+import { forwardTrace } from './network.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
 import { createPrng, nextNormal } from './prng.js';
 
@@ -156,7 +158,32 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     expect(kernels.filter((name) => name === 'BnmlpDenseForward')).toHaveLength(5);
     expect(kernels.filter((name) => name === 'BnmlpDenseWeightStep')).toHaveLength(3);
     expect(kernels.filter((name) => name === 'BatchMatMul' || name === '_FusedMatMul')).toHaveLength(0);
+    // BN + ReLU forward and backward on both hidden layers, the loss layer once.
+    expect(kernels.filter((name) => name === 'BnmlpBatchNormReluForward')).toHaveLength(2);
+    expect(kernels.filter((name) => name === 'BnmlpBatchNormReluBackward')).toHaveLength(2);
+    expect(kernels.filter((name) => name === 'BnmlpSoftmaxCrossEntropy')).toHaveLength(1);
     disposeMomentumState(state);
+    disposeModel(model);
+  });
+
+  test("the training forward pass keeps the BN kernel's batch statistics (summed in float64, rounded once)", () => {
+    // Arrange: W1 = I and b1 = 0, so the scores are x itself. Feature 0 is [1, 2^-24, 2^-24]: its
+    // float64 mean (1 + 2^-23)/3 rounds to 0.33333337…, while a float32 running sum (tfjs's
+    // mean) loses both 2^-24 terms against 1 and gives 0.33333334…
+    const values = modelValues(createModel({ inputDim: 2, hiddenDims: [2], classes: 2, batchNorm: true }, { seed: 1 }));
+    values[0].W = Float32Array.from([1, 0, 0, 1]);
+    values[0].b = new Float32Array(2);
+    const model = modelFromValues(resolveConfig('test', { inputDim: 2, hiddenDims: [2], classes: 2, batchNorm: true }), values);
+    const x = Float32Array.from([1, 0.5, 2 ** -24, 0.25, 2 ** -24, 2]);
+    const float64Mean = (1 + 2 ** -23) / 3;
+    expect(Math.fround(float64Mean)).not.toBe(Math.fround(Math.fround(Math.fround(1 + 2 ** -24) + 2 ** -24) / 3));
+
+    // Act
+    const batchMean = tf.tidy(() => forwardTrace(model, tf.tensor2d(x, [3, 2]), 'train').layers[0].batchMean!.dataSync());
+
+    // Assert
+    expect(batchMean[0]).toBe(Math.fround(float64Mean));
+    expect(batchMean[1]).toBe(Math.fround(2.75 / 3));
     disposeModel(model);
   });
 
