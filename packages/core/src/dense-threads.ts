@@ -126,6 +126,8 @@ export class DenseThreads {
   private backOffLeft = 0;
   /** Times the pool has backed off so far. */
   backOffs = 0;
+  /** How long the caller waits for a thread's answer before the pool counts as broken (tests shorten it). */
+  answerTimeoutMs = ANSWER_TIMEOUT_MS;
   private top = 0;
   private readonly spare = new Map<number, number[]>();
   private readonly named = new Map<string, Region & { tag: object | null }>();
@@ -321,7 +323,8 @@ export class DenseThreads {
   private fillOutputs(request: (part: [number, number], t: number) => [number, number[], number[]]): void {
     const [op, ints] = request([0, 0], 0);
     const view = new Float32Array(this.memory.buffer);
-    const outputs = op === OP_FORWARD ? [3] : [4, 5];
+    // Output arguments: x·W's out; the weight step's new W, and its new velocity only when it has one (else that argument is 0).
+    const outputs = op === OP_FORWARD ? [3] : ints[10] !== 0 ? [4, 5] : [4];
     for (const arg of outputs) {
       const region = [...this.named.values(), ...this.kept.values(), ...this.fresh].find((r) => r.offset === ints[arg]);
       if (region) view.fill(NaN, region.offset / 4, region.offset / 4 + region.floats);
@@ -346,9 +349,9 @@ export class DenseThreads {
       const now = performance.now();
       // Pure spinning: the other thread's part takes about as long as this one's, and sleeping
       // here (Atomics.wait) costs a wake-up that was measured to double the step on this VM.
-      if (deadline === 0) deadline = now + ANSWER_TIMEOUT_MS;
+      if (deadline === 0) deadline = now + this.answerTimeoutMs;
       else if (now > deadline) {
-        this.broken = `a kernel thread did not answer in ${ANSWER_TIMEOUT_MS / 1000} s`;
+        this.broken = `a kernel thread did not answer in ${this.answerTimeoutMs / 1000} s`;
         throw new DenseThreadsError(this.broken);
       }
     }

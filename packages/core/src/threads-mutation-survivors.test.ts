@@ -164,6 +164,39 @@ describe('DenseThreads: workers', () => {
   }, 60_000);
 });
 
+describe('DenseThreads: a worker that starts and then never answers', () => {
+  test('is accepted once READY is set (even without a notify), and a product then fails with a DenseThreadsError that marks the pool broken', () => {
+    // Arrange: a worker that sets READY without notifying (the caller's wait times out after 10 s
+    // and then reads READY) and never answers a request.
+    const script = "import { workerData } from 'node:worker_threads'; Atomics.store(new Int32Array(workerData.control), 4, 1); setInterval(() => {}, 1000);";
+    const stalled = new URL(`data:text/javascript,${encodeURIComponent(script)}`);
+    const pool = new DenseThreads(sharedModule(), 2, stalled);
+    try {
+      pool.answerTimeoutMs = 500;
+      const [m, k, n] = [64, 8, 8];
+      const { heap, ref, at } = makeHeap({ w: k * n, out: m * n });
+
+      // Act
+      const started = performance.now();
+      const error = (() => {
+        try {
+          pool.forward(heap.buffer, new Float32Array(m * k), ref('w'), null, at.out * 4, m, k, n);
+        } catch (e) {
+          return e;
+        }
+        return null;
+      })();
+
+      // Assert
+      expect(error).toEqual(new DenseThreadsError('a kernel thread did not answer in 0.5 s'));
+      expect(performance.now() - started).toBeGreaterThanOrEqual(500);
+      expect(pool.failure).toBe('a kernel thread did not answer in 0.5 s');
+    } finally {
+      pool.shutdown();
+    }
+  }, 60_000);
+});
+
 describe('DenseThreads: products', () => {
   test("the new W of a momentum step, row-padded by each thread, is what the next x·W reads", () =>
     withPool(2, (pool) => {
@@ -192,6 +225,48 @@ describe('DenseThreads: products', () => {
       expect(Array.from(heap.subarray(at.out, at.out + m * n))).toEqual(Array.from(product(rows, expectedW, heap.slice(at.b, at.b + n), m, k, n)));
     }));
 
+
+  test('training steps in a loop reuse the memory of the copies they drop: it stops growing after the first steps', () =>
+    withPool(2, (pool) => {
+      // Arrange: as in training, every step reads the previous step's W and v and writes new
+      // tensors (new dataIds), on a new batch x and gradient g; n = 9 pads W's rows to 12 floats.
+      const [m, k, n] = [8, 40, 9];
+      const { heap, at } = makeHeap({ x: m * k, g: m * n, w0: k * n, v0: k * n, w1: k * n, v1: k * n, b: n, out: m * n });
+      const fresh = (name: string): TensorRef => ({ dataId: {}, offset: at[name] * 4 });
+      heap.set(smallInts(1, k * n), at.w0);
+      let w = fresh('w0');
+      let v = fresh('v0');
+      const b = fresh('b');
+      const top = () => (pool as unknown as { top: number }).top;
+      const step = (s: number) => {
+        heap.set(smallInts(100 + s, m * k), at.x);
+        heap.set(smallInts(200 + s, m * n), at.g);
+        const [outW, outV] = s % 2 === 0 ? [fresh('w1'), fresh('v1')] : [fresh('w0'), fresh('v0')];
+        pool.weightStep(heap.buffer, fresh('x'), fresh('g'), w, v, outW, outV, m, k, n, 0, 0.001, 0.9);
+        pool.forward(heap.buffer, fresh('x'), outW, b, at.out * 4, m, k, n);
+        [w, v] = [outW, outV];
+      };
+
+      // Act
+      for (let s = 0; s < 6; s++) step(s);
+      const afterWarmUp = top();
+      for (let s = 6; s < 30; s++) step(s);
+
+      // Assert: dropped copies (W, v, padded W) were released and their memory reused.
+      expect(top()).toBe(afterWarmUp);
+    }));
+
+  test("a 64 MiB W (n = 8) is padded to whole 16-byte rows and no more: its padded copy fits the threads' 1 GiB", () =>
+    withPool(2, (pool) => {
+      const [m, k, n] = [1, 2 ** 21, 8];
+      const { heap, ref, at } = makeHeap({ w: k * n, out: m * n });
+      heap.fill(1, at.w, at.w + k * n);
+      pool.forward(heap.buffer, new Float32Array(m * k).fill(1), ref('w'), null, at.out * 4, m, k, n);
+      expect(Array.from(heap.subarray(at.out, at.out + n))).toEqual(new Array(n).fill(k));
+      // The memory grew by the pages it needed, not more.
+      const { memory, top } = pool as unknown as { memory: { buffer: ArrayBufferLike }; top: number };
+      expect(memory.buffer.byteLength - top).toBeLessThan(65_536);
+    }));
 
   test('a product larger than the initial 16 MiB grows the memory and stays exact', () =>
     withPool(2, (pool) => {
@@ -235,9 +310,8 @@ describe('DenseThreads: products', () => {
       const [m, k, n] = [8, 40, 8];
       const { heap, ref, at } = makeHeap({ x: m * k, g: m * n, w: k * n, outW: k * n, out: m * n });
       heap.set(smallInts(2, at.outW));
-      // Without a velocity the probe also fills the region at offset 0 (its "outV" argument is 0):
-      // a first product puts an unrelated x there.
-      pool.forward(heap.buffer, smallInts(3, m * 3), ref('w'), null, at.out * 4, m, 3, n);
+      // x is the pool's first region, at offset 0: the probe must not take the absent velocity
+      // (argument 0) for it and fill it with NaN.
       pool.probePart = 1;
       pool.weightStep(heap.buffer, ref('x'), ref('g'), ref('w'), null, ref('outW'), null, m, k, n, 0, 0, 0);
       expect(heap.subarray(at.outW, at.outW + 16 * n).every(Number.isNaN)).toBe(true);
@@ -333,6 +407,25 @@ describe('DenseThreads: backing off', () => {
         expect(ms).toBeLessThanOrEqual(took);
       }
     }));
+
+  test("the idle task runs only while another thread works: not for a part-less worker, not in a pool of one", () => {
+    const [m, k, n] = [8, 16, 8]; // k = 16: the weight step's rows are split in blocks of 16, so the worker's part is empty
+    const { heap, ref } = makeHeap({ x: m * k, g: m * n, w: k * n, v: k * n, outW: k * n, outV: k * n });
+    for (const threads of [2, 1])
+      withPool(threads, (pool) => {
+        // Arrange
+        const seen: Array<[number, number]> = [];
+        (pool as unknown as Judged).judge = (own, wait) => { seen.push([own, wait]); };
+        let idleRuns = 0;
+        pool.idleTask = () => { idleRuns++; };
+        // Act
+        pool.weightStep(heap.buffer, ref('x'), ref('g'), ref('w'), ref('v'), ref('outW'), ref('outV'), m, k, n, 0, 1, 1);
+        // Assert: nothing to overlap with, so the task waits (kept for the next product) and nothing is judged.
+        expect(idleRuns, `${threads} threads`).toBe(0);
+        expect(pool.idleTask, `${threads} threads`).not.toBeNull();
+        expect(seen, `${threads} threads`).toHaveLength(0);
+      });
+  });
 
   test('a pool of one thread asks no other thread, and judges nothing', () =>
     withPool(1, (pool) => {
