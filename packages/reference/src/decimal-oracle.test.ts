@@ -87,6 +87,10 @@ describe('decimal oracle', () => {
 
     expect(Math.abs(train - inference)).toBeGreaterThan(1e-6);
     expect(inference).toBeCloseTo(cost(net, x, labels, lambda, 'inference').cost, 13);
+    // The gradients follow the mode too (inference: running averages, no batch statistics).
+    const trainW2 = decimalGradients(net, x, labels, lambda, { mode: 'train', only: ['W2'] }).W2;
+    const inferenceW2 = decimalGradients(net, x, labels, lambda, { mode: 'inference', only: ['W2'] }).W2;
+    expect(Math.max(...trainW2.map((g, i) => Math.abs(g - inferenceW2[i])))).toBeGreaterThan(1e-6);
   });
 
   it('reads every float64 exactly, not as its shortest decimal (which is up to half an ulp off)', () => {

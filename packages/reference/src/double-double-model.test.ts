@@ -186,5 +186,9 @@ describe('DoubleDoubleCost', () => {
     expectArgumentError(() => evaluator.alongDirection({ kind: 'gamma', layer: 0 }, [1, 2], 1e-3), { op: 'DoubleDoubleCost.alongDirection', argument: 'direction', expected: '3 values' });
     const withoutBn = new DoubleDoubleCost(plain, bn.x, bn.labels, 0);
     expectArgumentError(() => withoutBn.atEntry({ kind: 'gamma', layer: 0 }, 0, 1e-3), { argument: 'ref', actual: '"gamma" of layer 0' });
+    // A kind that names no parameter (from untyped callers) is an error, not J left unperturbed.
+    const bogus = { kind: 'mean', layer: 0 } as unknown as { kind: 'W'; layer: number };
+    expectArgumentError(() => evaluator.atEntry(bogus, 0, 1e-3), { op: 'DoubleDoubleCost.atEntry', argument: 'ref', actual: '"mean" of layer 0' });
+    expectArgumentError(() => evaluator.alongDirection(bogus, [1, 0, 0], 1e-3), { op: 'DoubleDoubleCost.alongDirection', argument: 'ref' });
   });
 });
