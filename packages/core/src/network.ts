@@ -158,7 +158,8 @@ export function backwardTrace(
         dB = tf.sum(g, 0) as tf.Tensor1D;
       }
     } else {
-      dB = tf.sum(g, 0) as tf.Tensor1D;
+      // The loss layer's bias gradient comes with the loss kernel's gradient where that ran.
+      dB = top && l === model.layers.length - 1 ? top.biasGradient : (tf.sum(g, 0) as tf.Tensor1D);
     }
     let dW: tf.Tensor2D | null = null;
     if (steps && weightSteps) {

@@ -3,7 +3,7 @@ import { inputTensor, oneHotTensor, validateLabels, validateNonNegative, type In
 import { CoreArgumentError, describeValue } from './errors.js';
 import { parameterEntries, type CoreModel, type ParameterEntry } from './model.js';
 import { backwardTrace, forwardTrace, lossTensors } from './network.js';
-import { blend, momentumStep } from './wasm-kernels.js';
+import { blends, momentumSteps } from './wasm-kernels.js';
 
 export interface SgdSettings {
   /** L2 strength in J = loss + λ Σ‖W‖². */
@@ -88,22 +88,24 @@ export function trainStep(
 }
 
 function applyMomentum(entries: ParameterEntry[], state: MomentumState, grads: ReturnType<typeof backwardTrace>['layers'], { learningRate, momentum }: SgdSettings): void {
-  for (const e of entries) {
-    const v = state.velocity.get(e.name)!;
-    const g = grads[e.layer][e.kind as Exclude<typeof e.kind, 'W'>];
-    // A null gradient is the bias before training-mode BN: exactly 0, so v = ρv and θ −= v.
-    const next = momentumStep(e.variable as tf.Tensor, v as tf.Tensor, g, learningRate, momentum);
-    v.assign(next.v);
-    e.variable.assign(next.theta);
-  }
+  const velocity = entries.map((e) => state.velocity.get(e.name)!);
+  // A null gradient is the bias before training-mode BN: exactly 0, so v = ρv and θ −= v.
+  const targets = entries.map((e, i) => ({ theta: e.variable as tf.Tensor, v: velocity[i] as tf.Tensor, g: grads[e.layer][e.kind as Exclude<typeof e.kind, 'W'>] as tf.Tensor | null }));
+  momentumSteps(targets, learningRate, momentum).forEach((next, i) => {
+    velocity[i].assign(next.v);
+    entries[i].variable.assign(next.theta);
+  });
 }
 
 function updateRunningAverages(model: CoreModel, layers: ReturnType<typeof forwardTrace>['layers']): void {
   const alpha = model.config.runningAverageKeep;
+  const averages: tf.Variable[] = [];
+  const pairs: Array<[tf.Tensor1D, tf.Tensor1D]> = [];
   model.layers.forEach((layer, l) => {
     const t = layers[l];
     if (!layer.runningMean || !layer.runningVar || !t.batchMean || !t.batchVar) return;
-    layer.runningMean.assign(blend(layer.runningMean as tf.Tensor1D, t.batchMean, alpha));
-    layer.runningVar.assign(blend(layer.runningVar as tf.Tensor1D, t.batchVar, alpha));
+    averages.push(layer.runningMean, layer.runningVar);
+    pairs.push([layer.runningMean as tf.Tensor1D, t.batchMean], [layer.runningVar as tf.Tensor1D, t.batchVar]);
   });
+  blends(pairs, alpha).forEach((next, i) => averages[i].assign(next));
 }

@@ -4,7 +4,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { CoreArgumentError } from './errors.js';
 import {
-  allowRelaxedSimd, configureWasmKernels, wasmKernelStatus, denseMomentumStep, denseScores, denseWeightGradient, kernelExports, softmaxCrossEntropy, sumOfSquares,
+  allowRelaxedSimd, blends, configureWasmKernels, wasmKernelStatus, denseInputGradient, denseMomentumStep, denseScores, denseWeightGradient, kernelExports,
+  momentumSteps, softmaxCrossEntropy, sumOfSquares,
   type WasmKernelVariant, type WasmBackendInternals,
 } from './wasm-kernels.js';
 import { createModel, disposeModel, modelFromValues, modelValues } from './model.js';
@@ -154,16 +155,100 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
 
     // Assert
     const kernels = profile.kernels.map((kernel) => kernel.name);
-    // x·W on 3 layers, and g·Wᵀ = (W·gᵀ)ᵀ for layers 3 and 2 (denseInputGradient).
-    expect(kernels.filter((name) => name === 'BnmlpDenseForward')).toHaveLength(5);
+    // x·W on 3 layers, and g·Wᵀ for layers 3 and 2 (denseInputGradient: small, so one kernel each).
+    expect(kernels.filter((name) => name === 'BnmlpDenseForward')).toHaveLength(3);
+    expect(kernels.filter((name) => name === 'BnmlpDenseInputGradient')).toHaveLength(2);
     expect(kernels.filter((name) => name === 'BnmlpDenseWeightStep')).toHaveLength(3);
     expect(kernels.filter((name) => name === 'BatchMatMul' || name === '_FusedMatMul')).toHaveLength(0);
-    // BN + ReLU forward and backward on both hidden layers, the loss layer once.
+    // BN + ReLU forward and backward on both hidden layers, the loss layer once (with its bias gradient).
     expect(kernels.filter((name) => name === 'BnmlpBatchNormReluForward')).toHaveLength(2);
     expect(kernels.filter((name) => name === 'BnmlpBatchNormReluBackward')).toHaveLength(2);
     expect(kernels.filter((name) => name === 'BnmlpSoftmaxCrossEntropy')).toHaveLength(1);
+    // b, γ, β of every layer in one momentum kernel; the four running averages in one blend.
+    expect(kernels.filter((name) => name === 'BnmlpMomentumSteps')).toHaveLength(1);
+    expect(kernels.filter((name) => name === 'BnmlpBlends')).toHaveLength(1);
+    // Nothing else: each tfjs kernel costs ~10 µs of dispatch, a good part of this small step.
+    expect(kernels).toHaveLength(15);
     disposeMomentumState(state);
     disposeModel(model);
+  });
+
+  test('g·Wᵀ below the threading threshold is one kernel with the bits of the dense kernel\'s (W·gᵀ)ᵀ', async () => {
+    fc.assert(
+      fc.property(problemArbitrary(), (p) => {
+        // Arrange: g is m×n, W is k×n (a layer with k inputs and n outputs); m·n·k < 2^20.
+        const prng = createPrng(p.seed);
+        const g = tf.tensor2d(randomMatrix(prng, p.m * p.n, p.scales[0]), [p.m, p.n]);
+        const w = tf.tensor2d(randomMatrix(prng, p.k * p.n, p.scales[1]), [p.k, p.n]);
+
+        // Act
+        const [fused, viaDense] = tf.tidy(() =>
+          [denseInputGradient(g, w), tf.transpose(denseScores(w, tf.transpose(g), tf.zeros([p.m]) as tf.Tensor1D))].map((t) => t.dataSync()),
+        );
+
+        // Assert (+ 0: the other path's bias adds 0, which turns −0 into +0)
+        expect(Array.from(fused, (value) => value + 0)).toEqual(Array.from(viaDense));
+        [g, w].forEach((t) => t.dispose());
+      }),
+    );
+    const [g, w] = [tf.ones([5, 3]) as tf.Tensor2D, tf.ones([4, 3]) as tf.Tensor2D];
+    const profile = await tf.profile(() => tf.tidy(() => denseInputGradient(g, w).dataSync()));
+    expect(profile.kernels.map((kernel) => kernel.name)).toEqual(['BnmlpDenseInputGradient']);
+    [g, w].forEach((t) => t.dispose());
+  });
+
+  test("the loss kernel's bias gradient is the float64 column sum of its gradient, rounded once", () => {
+    // Arrange: 3 rows of logits whose gradients' column sums lose bits in a float32 running sum.
+    const prng = createPrng(9);
+    const [n, c] = [37, 5];
+    const logits = tf.tensor2d(randomMatrix(prng, n * c, 1), [n, c]);
+    const oneHot = tf.cast(tf.oneHot(tf.tensor1d(Array.from({ length: n }, (_, i) => (i * 7) % c), 'int32'), c), 'float32') as tf.Tensor2D;
+
+    // Act
+    const [gradient, biasGradient] = tf.tidy(() => {
+      const top = softmaxCrossEntropy(logits, oneHot)!;
+      return [top.gradient.dataSync(), top.biasGradient.dataSync()];
+    });
+
+    // Assert
+    const expected = Array.from({ length: c }, (_, j) => {
+      let sum = 0;
+      for (let i = 0; i < n; i++) sum += gradient[i * c + j];
+      return Math.fround(sum);
+    });
+    expect(Array.from(biasGradient)).toEqual(expected);
+    [logits, oneHot].forEach((t) => t.dispose());
+  });
+
+  test('momentumSteps and blends: one kernel for many parameters, each entry the float32 formula', async () => {
+    // Arrange: parameters of three shapes, one without a gradient (the bias before BN).
+    const prng = createPrng(10);
+    const shapes = [[7], [3, 4], [1]];
+    const make = (shape: number[]) => tf.tensor(randomMatrix(prng, shape.reduce((p, q) => p * q, 1), 0), shape);
+    const targets = shapes.map((shape, i) => ({ theta: make(shape), v: make(shape), g: i === 1 ? null : make(shape) }));
+    const [eta, rho, alpha] = [0.3, 0.7, 0.9];
+    const f = Math.fround;
+
+    // Act
+    let steps: Array<{ theta: Float32Array; v: Float32Array }> = [];
+    let blended: Float32Array[] = [];
+    const profile = await tf.profile(() =>
+      tf.tidy(() => {
+        steps = momentumSteps(targets, eta, rho).map((next) => ({ theta: next.theta.dataSync() as Float32Array, v: next.v.dataSync() as Float32Array }));
+        blended = blends(targets.map((t) => [t.theta, t.v] as [tf.Tensor, tf.Tensor]), alpha).map((t) => t.dataSync() as Float32Array);
+      }),
+    );
+
+    // Assert: v' = ρv + ηg and θ' = θ − v' in float32, α·a + (1 − α)·b in float32.
+    expect(profile.kernels.map((kernel) => kernel.name)).toEqual(['BnmlpMomentumSteps', 'BnmlpBlends']);
+    targets.forEach(({ theta, v, g }, i) => {
+      const [th, vv, gg] = [theta.dataSync(), v.dataSync(), g?.dataSync()];
+      const nextV = Array.from(vv, (value, e) => (gg ? f(f(f(rho) * value) + f(f(eta) * gg[e])) : f(f(rho) * value)));
+      expect(Array.from(steps[i].v)).toEqual(nextV);
+      expect(Array.from(steps[i].theta)).toEqual(Array.from(th, (value, e) => f(value - nextV[e])));
+      expect(Array.from(blended[i])).toEqual(Array.from(th, (value, e) => f(f(f(alpha) * value) + f(f(1 - f(alpha)) * vv[e]))));
+    });
+    targets.forEach(({ theta, v, g }) => [theta, v, g].forEach((t) => t?.dispose()));
   });
 
   test("the training forward pass keeps the BN kernel's batch statistics (summed in float64, rounded once)", () => {

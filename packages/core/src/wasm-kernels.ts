@@ -83,8 +83,9 @@ const DENSE_FORWARD = 'BnmlpDenseForward';
 const DENSE_WEIGHT_STEP = 'BnmlpDenseWeightStep';
 const BN_RELU_FORWARD = 'BnmlpBatchNormReluForward';
 const BN_RELU_BACKWARD = 'BnmlpBatchNormReluBackward';
-const MOMENTUM_STEP = 'BnmlpMomentumStep';
-const BLEND = 'BnmlpBlend';
+const DENSE_INPUT_GRADIENT = 'BnmlpDenseInputGradient';
+const MOMENTUM_STEPS = 'BnmlpMomentumSteps';
+const BLENDS = 'BnmlpBlends';
 const SUM_SQUARES = 'BnmlpSumSquares';
 const SOFTMAX_CROSS_ENTROPY = 'BnmlpSoftmaxCrossEntropy';
 
@@ -357,6 +358,16 @@ function withScratch(backend: WasmBackendInternals, floats: number, body: (scrat
   }
 }
 
+/** dst[cols×rows] = src[rows×cols]ᵀ, both float32 buffers in the tfjs heap (byte offsets). */
+function transposeInHeap(backend: WasmBackendInternals, src: number, dst: number, rows: number, cols: number): void {
+  const heap32 = new Float32Array(heap(backend));
+  const from = src >>> 2;
+  const to = dst >>> 2;
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) heap32[to + j * rows + i] = heap32[from + i * cols + j];
+}
+
+const sizeOf = (shape: readonly number[]): number => shape.reduce((p, q) => p * q, 1);
+
 type Inputs = Record<string, tf.TensorInfo | undefined>;
 
 /** Registers a kernel of ours for the wasm backend. */
@@ -430,34 +441,72 @@ function registerKernels(): void {
     );
     return [gS, dGamma, dBeta];
   });
-  register(MOMENTUM_STEP, (b, inputs, attrs) => {
-    const { theta, v, g } = inputs as Inputs;
-    const { learningRate, momentum } = attrs;
-    const outTheta = b.makeOutput(theta!.shape, 'float32');
-    const outV = b.makeOutput(theta!.shape, 'float32');
-    const len = theta!.shape.reduce((p, q) => p * q, 1);
-    kernelExports(b).momentumStep(address(b, theta), address(b, v), address(b, g), address(b, outTheta), address(b, outV), len, learningRate, momentum);
-    return [outTheta, outV];
+  // Every parameter's momentum step in one kernel (count pairs theta{i}, v{i}, optional g{i}):
+  // tfjs's per-kernel cost is most of what a small update costs.
+  register(MOMENTUM_STEPS, (b, inputs, attrs) => {
+    const { count, learningRate, momentum } = attrs;
+    const outputs: tf.TensorInfo[] = [];
+    for (let i = 0; i < count; i++) {
+      const theta = inputs[`theta${i}`]!;
+      const outTheta = b.makeOutput(theta.shape, 'float32');
+      const outV = b.makeOutput(theta.shape, 'float32');
+      kernelExports(b).momentumStep(
+        address(b, theta), address(b, inputs[`v${i}`]), address(b, inputs[`g${i}`]), address(b, outTheta), address(b, outV),
+        sizeOf(theta.shape), learningRate, momentum,
+      );
+      outputs.push(outTheta, outV);
+    }
+    return outputs;
   });
   register(SOFTMAX_CROSS_ENTROPY, (b, inputs) => {
     const { logits, oneHot } = inputs as Inputs;
     const [n, c] = logits!.shape;
     const grad = b.makeOutput([n, c], 'float32');
     const loss = b.makeOutput([], 'float32');
+    const biasGradient = b.makeOutput([c], 'float32');
     kernelExports(b).softmaxCrossEntropy(address(b, logits), address(b, oneHot), address(b, grad), address(b, loss), n, c);
-    return [grad, loss];
+    // The loss layer's bias gradient, Σ over rows of grad: summed in float64 and rounded once.
+    const heap32 = new Float32Array(heap(b));
+    const from = address(b, grad) >>> 2;
+    const to = address(b, biasGradient) >>> 2;
+    for (let j = 0; j < c; j++) {
+      let sum = 0;
+      for (let i = 0; i < n; i++) sum += heap32[from + i * c + j];
+      heap32[to + j] = sum;
+    }
+    return [grad, loss, biasGradient];
   });
   register(SUM_SQUARES, (b, inputs) => {
     const { x } = inputs as Inputs;
     const out = b.makeOutput([], 'float32');
-    kernelExports(b).sumSquares(address(b, x), address(b, out), x!.shape.reduce((p, q) => p * q, 1));
+    kernelExports(b).sumSquares(address(b, x), address(b, out), sizeOf(x!.shape));
     return out;
   });
-  register(BLEND, (b, inputs, attrs) => {
-    const { a, other } = inputs as Inputs;
-    const out = b.makeOutput(a!.shape, 'float32');
-    const len = a!.shape.reduce((p, q) => p * q, 1);
-    kernelExports(b).blend(address(b, a), address(b, other), address(b, out), len, attrs.alpha);
+  // Every BN running average in one kernel (count pairs a{i}, other{i}).
+  register(BLENDS, (b, inputs, attrs) => {
+    const { count, alpha } = attrs;
+    const outputs: tf.TensorInfo[] = [];
+    for (let i = 0; i < count; i++) {
+      const a = inputs[`a${i}`]!;
+      const out = b.makeOutput(a.shape, 'float32');
+      kernelExports(b).blend(address(b, a), address(b, inputs[`other${i}`]), address(b, out), sizeOf(a.shape), alpha);
+      outputs.push(out);
+    }
+    return outputs;
+  });
+  // g·Wᵀ for a product below the threading threshold, in one kernel: gᵀ into scratch, then the
+  // dense kernel's W·gᵀ (the sums of denseInputGradient's other path, bit for bit), transposed out.
+  register(DENSE_INPUT_GRADIENT, (b, inputs) => {
+    const { g, w } = inputs as { g: tf.TensorInfo; w: tf.TensorInfo };
+    const [m, k] = g.shape;
+    const rows = w.shape[0];
+    const out = b.makeOutput([m, rows], 'float32');
+    withScratch(b, k * m + rows * m, (scratch) => {
+      const product = scratch + 4 * k * m;
+      transposeInHeap(b, address(b, g), scratch, m, k);
+      kernelExports(b).denseForward(address(b, w), scratch, 0, product, rows, k, m);
+      transposeInHeap(b, product, address(b, out), rows, m);
+    });
     return out;
   });
 }
@@ -499,11 +548,15 @@ export function threadedScoresOfRows(x: Float32Array, rows: number, w: tf.Tensor
  * g·Wᵀ, the gradient with respect to a dense layer's input. With our kernels it is computed as
  * (W·gᵀ)ᵀ by the dense kernel (threaded like x·W): no transpose of
  * W (2,000 × 1,000 floats in the sweep's widest layer) and no single-threaded matMul. Each entry
- * is one sum over W's row in order, whatever the thread count.
+ * is one sum over W's row in order, whatever the thread count. Products below the threading
+ * threshold (every one of the report's networks but the first layer's) run as one kernel, which
+ * saves two tfjs transposes and their dispatch; the choice depends on the size only, and both
+ * give the same bits.
  */
 export function denseInputGradient(g: tf.Tensor2D, w: tf.Tensor2D): tf.Tensor2D {
-  if (activeVariant()) return tf.transpose(tf.engine().runKernel(DENSE_FORWARD, { x: w, w: tf.transpose(g) }) as tf.Tensor2D);
-  return tf.matMul(g, tf.transpose(w));
+  if (!activeVariant()) return tf.matMul(g, tf.transpose(w));
+  if (g.shape[0] * g.shape[1] * w.shape[0] < minThreadedWork) return tf.engine().runKernel(DENSE_INPUT_GRADIENT, { g, w }) as tf.Tensor2D;
+  return tf.transpose(tf.engine().runKernel(DENSE_FORWARD, { x: w, w: tf.transpose(g) }) as tf.Tensor2D);
 }
 
 /** ∂J/∂W = xᵀ·g + 2λW for J = loss + λ‖W‖², where g = ∂loss/∂(x·W + b). */
@@ -572,26 +625,45 @@ export function batchNormReluBackward(
   return { gS: gS as tf.Tensor2D, dGamma: dGamma as tf.Tensor1D, dBeta: dBeta as tf.Tensor1D };
 }
 
-/** v' = ρ·v + η·g and θ' = θ − v' (g null: a zero gradient), as new tensors. */
-export function momentumStep<T extends tf.Tensor>(theta: T, v: T, g: T | null, learningRate: number, momentum: number): { theta: T; v: T } {
-  if (activeVariant()) {
-    const inputs: tf.NamedTensorMap = { theta, v };
-    if (g) inputs.g = g;
-    const [nextTheta, nextV] = tf.engine().runKernel(MOMENTUM_STEP, inputs, { learningRate, momentum }) as T[];
-    return { theta: nextTheta, v: nextV };
+/** One parameter's momentum step: θ, its velocity v, and its gradient g (null: a zero gradient). */
+export interface MomentumTarget<T extends tf.Tensor> {
+  readonly theta: T;
+  readonly v: T;
+  readonly g: T | null;
+}
+
+/** v' = ρ·v + η·g and θ' = θ − v' for each target (one kernel for all of them), as new tensors. */
+export function momentumSteps<T extends tf.Tensor>(targets: readonly MomentumTarget<T>[], learningRate: number, momentum: number): Array<{ theta: T; v: T }> {
+  if (targets.length > 0 && activeVariant()) {
+    const inputs: tf.NamedTensorMap = {};
+    targets.forEach(({ theta, v, g }, i) => {
+      inputs[`theta${i}`] = theta;
+      inputs[`v${i}`] = v;
+      if (g) inputs[`g${i}`] = g;
+    });
+    const outputs = tf.engine().runKernel(MOMENTUM_STEPS, inputs, { count: targets.length, learningRate, momentum }) as T[];
+    return targets.map((_, i) => ({ theta: outputs[2 * i], v: outputs[2 * i + 1] }));
   }
-  const nextV = (g ? tf.add(tf.mul(v, momentum), tf.mul(g, learningRate)) : tf.mul(v, momentum)) as T;
-  return { theta: tf.sub(theta, nextV) as T, v: nextV };
+  return targets.map(({ theta, v, g }) => {
+    const nextV = (g ? tf.add(tf.mul(v, momentum), tf.mul(g, learningRate)) : tf.mul(v, momentum)) as T;
+    return { theta: tf.sub(theta, nextV) as T, v: nextV };
+  });
+}
+
+/** momentumSteps for one parameter. */
+export function momentumStep<T extends tf.Tensor>(theta: T, v: T, g: T | null, learningRate: number, momentum: number): { theta: T; v: T } {
+  return momentumSteps([{ theta, v, g }], learningRate, momentum)[0];
 }
 
 /**
- * ∂(mean cross-entropy)/∂logits = (softmax − Y)/n and the mean cross-entropy itself, in one kernel
- * (float64 log-sum-exp inside), or null when the kernels are not active (the caller runs tfjs ops).
+ * ∂(mean cross-entropy)/∂logits = (softmax − Y)/n, the mean cross-entropy itself, and the loss
+ * layer's bias gradient (the column sums of the first), in one kernel (float64 log-sum-exp and
+ * sums inside), or null when the kernels are not active (the caller runs tfjs ops).
  */
-export function softmaxCrossEntropy(logits: tf.Tensor2D, oneHot: tf.Tensor2D): { gradient: tf.Tensor2D; loss: tf.Scalar } | null {
+export function softmaxCrossEntropy(logits: tf.Tensor2D, oneHot: tf.Tensor2D): { gradient: tf.Tensor2D; loss: tf.Scalar; biasGradient: tf.Tensor1D } | null {
   if (!activeVariant()) return null;
-  const [gradient, loss] = tf.engine().runKernel(SOFTMAX_CROSS_ENTROPY, { logits, oneHot }, {}) as tf.Tensor[];
-  return { gradient: gradient as tf.Tensor2D, loss: loss as tf.Scalar };
+  const [gradient, loss, biasGradient] = tf.engine().runKernel(SOFTMAX_CROSS_ENTROPY, { logits, oneHot }, {}) as tf.Tensor[];
+  return { gradient: gradient as tf.Tensor2D, loss: loss as tf.Scalar, biasGradient: biasGradient as tf.Tensor1D };
 }
 
 /**
@@ -603,8 +675,15 @@ export function sumOfSquares(w: tf.Tensor): tf.Scalar {
   return tf.sum(tf.square(w));
 }
 
-/** α·a + (1 − α)·b (the BN running averages), as a new tensor. */
-export function blend<T extends tf.Tensor>(a: T, b: T, alpha: number): T {
-  if (activeVariant()) return tf.engine().runKernel(BLEND, { a, other: b }, { alpha }) as T;
-  return tf.add(tf.mul(a, alpha), tf.mul(b, 1 - alpha)) as T;
+/** α·a + (1 − α)·b for each pair (the BN running averages; one kernel for all), as new tensors. */
+export function blends<T extends tf.Tensor>(pairs: ReadonlyArray<readonly [T, T]>, alpha: number): T[] {
+  if (pairs.length > 0 && activeVariant()) {
+    const inputs: tf.NamedTensorMap = {};
+    pairs.forEach(([a, other], i) => {
+      inputs[`a${i}`] = a;
+      inputs[`other${i}`] = other;
+    });
+    return tf.engine().runKernel(BLENDS, inputs, { count: pairs.length, alpha }) as T[];
+  }
+  return pairs.map(([a, other]) => tf.add(tf.mul(a, alpha), tf.mul(other, 1 - alpha)) as T);
 }
