@@ -139,10 +139,15 @@ export function ddCompare(a: DoubleDouble, b: DoubleDouble): -1 | 0 | 1 {
 
 /** 1/n! for n = 0..EXP_TERMS, each rounded to double-double (n! is exact in float64 up to 22!). */
 const EXP_TERMS = 12;
-const INVERSE_FACTORIALS: DoubleDouble[] = [DD_ONE];
-for (let n = 1, factorial = 1; n <= EXP_TERMS; n++) {
-  factorial *= n;
-  INVERSE_FACTORIALS.push(ddDiv(DD_ONE, ddFromNumber(factorial)));
+// Built on first use, not at load: a broken helper then fails the tests that use ddExp, not the import (mutation testing).
+let inverseFactorials: DoubleDouble[] | undefined;
+function inverseFactorialTable(): DoubleDouble[] {
+  const table: DoubleDouble[] = [DD_ONE];
+  for (let n = 1, factorial = 1; n <= EXP_TERMS; n++) {
+    factorial *= n;
+    table.push(ddDiv(DD_ONE, ddFromNumber(factorial)));
+  }
+  return table;
 }
 
 /** Halvings of the reduced argument before the series (undone by squaring): 2^-9. */
@@ -161,11 +166,12 @@ export function ddExp(a: DoubleDouble): DoubleDouble {
   const k = Math.round(a.hi / DD_LN2.hi);
   const reduced = ddSub(a, ddMulNumber(DD_LN2, k));
   const r = { hi: reduced.hi * EXP_SCALE, lo: reduced.lo * EXP_SCALE };
+  const inverse = (inverseFactorials ??= inverseFactorialTable());
   let term = r;
   let expm1 = r;
   for (let n = 2; n <= EXP_TERMS; n++) {
     term = ddMul(term, r);
-    const scaled = ddMul(term, INVERSE_FACTORIALS[n]);
+    const scaled = ddMul(term, inverse[n]);
     expm1 = ddAdd(expm1, scaled);
     if (Math.abs(scaled.hi) <= 1e-34 * Math.abs(expm1.hi)) break;
   }
