@@ -11,6 +11,7 @@ import { createNetwork, parameters, type Network } from './network.js';
 import { createPrng } from './prng.js';
 import { createVelocity, gradientOf, trainStep } from './sgd.js';
 import { expectArgumentError } from './test-support/assertions.js';
+import { networkFromWeights, networkToWeights } from './weights-format.js';
 import { buildNetworkCase, type NetworkCaseSpec } from './test-support/arbitraries.js';
 
 // Tests written against mutants that survived the first StrykerJS run (docs/mutation.md): each
@@ -343,5 +344,27 @@ describe('gradientCheck precision arguments (gradient-check.ts)', () => {
         op: 'gradientCheck', argument: 'numericForward', expected: "absent with precision 'double-double' (a float64 forward pass)", actual: 'a function',
       });
     expect(gradientCheck(net, x, labels, lambda, { only: ['b2'], stencil: 4, precision: 'float64', numericForward: trainForward }).passed).toBe(true);
+  });
+});
+
+describe('argument errors say what was expected (survivors of the first run: message texts)', () => {
+  const config = { inputDim: 3, hiddenDims: [2], classes: 2, batchNorm: true };
+
+  // Kills network.ts:107:55 (the `expected` text of a bad init.sigma).
+  it('createNetwork: a negative sigma names "a finite number >= 0"', () => {
+    expectArgumentError(() => createNetwork(config, { kind: 'normal', sigma: -1 }, createPrng(1)), {
+      op: 'createNetwork', argument: 'init.sigma', expected: 'a finite number >= 0', actual: '-1',
+    });
+  });
+
+  // Kills weights-format.ts:64:111 (the `expected` text) and 64:42 (`data.config === null` → false:
+  // a null config then fails inside resolveConfig with a TypeError instead).
+  it('networkFromWeights: a null or missing config is an argument error naming config, not a TypeError', () => {
+    const file = networkToWeights(createNetwork(config, { kind: 'he' }, createPrng(2)), 'float64');
+    for (const [value, actual] of [[null, 'null'], [undefined, 'undefined'], [3, '3']] as const) {
+      expectArgumentError(() => networkFromWeights({ ...file, config: value as unknown as typeof file.config }), {
+        op: 'networkFromWeights', argument: 'config', expected: 'a network config object', actual,
+      });
+    }
   });
 });
