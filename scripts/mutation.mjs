@@ -6,7 +6,14 @@
 // replacement), and where the HTML reports are (reports/mutation/<pkg>/index.html).
 //
 //   node scripts/mutation.mjs [--package reference|core] [--mutate 'src/a.ts,src/b.ts']
-//                             [--concurrency N] [--no-kernels] [--report-only]
+//                             [--concurrency N] [--no-kernels] [--report-only] [--ignore-static]
+//
+// --ignore-static: Stryker's ignoreStatic, for a quicker partial run: mutants in code that runs
+// outside any test (module load, beforeAll: for core, the kernel registrations) are reported as
+// Ignored instead of running the whole suite for each; a later run without it tests them (the
+// incremental file keeps the rest).
+// --events: also Stryker's event-recorder reporter, which writes each mutant's result as it is
+// tested (packages/<pkg>/reports/mutation/events), so a run stopped early still shows what it found.
 //
 // Property tests run with a fixed fast-check seed (FC_SEED, default 12) so a run is repeatable and
 // a mutant is never "killed" by a lucky draw; FC_NUM_RUNS defaults to 10 per property here (the
@@ -88,7 +95,7 @@ let status = 0;
 for (const pkg of packages) {
   const cwd = join(root, 'packages', pkg);
   if (!reportOnly) {
-    const strykerArgs = ['run', 'stryker.config.mjs', ...(mutate ? ['--mutate', mutate] : [])];
+    const strykerArgs = ['run', 'stryker.config.mjs', ...(mutate ? ['--mutate', mutate] : []), ...(args.includes('--ignore-static') ? ['--ignoreStatic'] : []), ...(args.includes('--events') ? ['--reporters', 'clear-text,progress-append-only,html,json,event-recorder'] : [])];
     console.error(`mutation: @bnmlp/${pkg}: stryker ${strykerArgs.join(' ')} (FC_SEED=${env.FC_SEED}, FC_NUM_RUNS=${env.FC_NUM_RUNS}, concurrency ${env.STRYKER_CONCURRENCY})`);
     const stryker = join(dirname(fileURLToPath(import.meta.resolve('@stryker-mutator/core/package.json'))), 'bin', 'stryker.js');
     const result = spawnSync(process.execPath, [stryker, ...strykerArgs], { cwd, env, stdio: 'inherit' });
