@@ -5,6 +5,7 @@ import {
   batchNormReluBackward, batchNormReluForward, blends, configureKernelThreads, configureWasmKernels, denseInputGradient, denseMomentumStep, denseScores,
   denseWeightGradient, momentumSteps, shutdownKernelThreads, threadedProductCount, threadedScoresOfRows, type WasmBackendInternals,
 } from './wasm-kernels.js';
+import { exactScores } from './test-support/exact-products.js';
 
 // Fixed cases for mutants of the kernel registrations and the exported functions of
 // wasm-kernels.ts (its lines 382–689) that survived a StrykerJS run (docs/mutation.md). Each test
@@ -32,14 +33,7 @@ const [M, K, N] = [16, 40, 8];
 
 /** x·W + b in float64 (exact for small integers), m rows. */
 function expectedScores(x: Float32Array, w: Float32Array, b: Float32Array, m: number): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < m; i++)
-    for (let j = 0; j < N; j++) {
-      let sum = b[j];
-      for (let p = 0; p < K; p++) sum += x[i * K + p] * w[p * N + j];
-      out.push(sum);
-    }
-  return out;
+  return exactScores(x, w, b, m, K, N);
 }
 
 /** xᵀ·g in float64 (exact for small integers). */
