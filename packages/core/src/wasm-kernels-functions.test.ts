@@ -5,7 +5,7 @@ import {
   batchNormReluBackward, batchNormReluForward, blends, configureKernelThreads, configureWasmKernels, denseInputGradient, denseMomentumStep, denseScores,
   denseWeightGradient, momentumSteps, shutdownKernelThreads, threadedProductCount, threadedScoresOfRows, type WasmBackendInternals,
 } from './wasm-kernels.js';
-import { exactScores } from './test-support/exact-products.js';
+import { exactScores, smallIntegerSource } from './test-support/exact-products.js';
 
 // Fixed cases for mutants of the kernel registrations and the exported functions of
 // wasm-kernels.ts (its lines 382–689) that survived a StrykerJS run (docs/mutation.md). Each test
@@ -18,15 +18,8 @@ import { exactScores } from './test-support/exact-products.js';
 // each stands alone. Operands are small integers: every product is exact in float32 whatever the
 // summation order, and the expected values are plain JavaScript sums.
 
-let nextSeed = 1;
-/** Small integers in [−3, 3] (a linear congruential sequence; a new seed each call). */
-function smallInts(size: number): Float32Array {
-  let s = nextSeed++ * 7919;
-  return Float32Array.from({ length: size }, () => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return ((s >>> 16) % 7) - 3;
-  });
-}
+/** Small integers in [−3, 3], a new seed each call. */
+const smallInts = smallIntegerSource();
 
 // On two threads each thread has rows of both products: x·W splits m = 16 rows, the weight step k = 40.
 const [M, K, N] = [16, 40, 8];

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { initBackend } from './backend.js';
-import { exactScores } from './test-support/exact-products.js';
+import { exactScores, smallIntegerSource } from './test-support/exact-products.js';
 
 // Fixed cases for mutants of wasm-kernels.ts (configureKernelThreads, threadsFor, willThread,
 // threadPool, activeVariant, instanceFor, tryThreaded, withScratch) and of train-step.ts that a
@@ -41,15 +41,8 @@ async function freshKernels(): Promise<Kernels> {
 // x is M × K, W is K × N: on two threads each thread has rows of x·W.
 const [M, K, N] = [16, 40, 8];
 
-let nextSeed = 1;
-/** Small integers in [−3, 3] (a linear congruential sequence, a new seed each call). */
-function smallInts(size: number): Float32Array {
-  let s = nextSeed++ * 7919;
-  return Float32Array.from({ length: size }, () => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return ((s >>> 16) % 7) - 3;
-  });
-}
+/** Small integers in [−3, 3], a new seed each call. */
+const smallInts = smallIntegerSource();
 
 /** x·W + b in float64 (exact for small integers). */
 function expectedScores(x: Float32Array, w: Float32Array, b: Float32Array): number[] {

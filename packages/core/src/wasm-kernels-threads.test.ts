@@ -5,6 +5,7 @@ import type { Worker, WorkerOptions } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { initBackend } from './backend.js';
+import { exactScores, smallIntegerSource } from './test-support/exact-products.js';
 
 // The kernel threads as wasm-kernels.ts runs them (threadPool, threadsFor, tryThreaded): the
 // thread count from env BNMLP_THREADS and 'auto', pools that cannot start (no SharedArrayBuffer,
@@ -95,15 +96,8 @@ function kernelsDir(names: string[]): string {
   return dir;
 }
 
-let nextSeed = 1;
-/** Small integers in [−3, 3] (a linear congruential sequence; a new seed each call, so no two tests' outputs coincide). */
-function smallInts(size: number): Float32Array {
-  let s = nextSeed++ * 7919;
-  return Float32Array.from({ length: size }, () => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return ((s >>> 16) % 7) - 3;
-  });
-}
+/** Small integers in [−3, 3], a new seed each call, so no two tests' outputs coincide. */
+const smallInts = smallIntegerSource();
 
 // m = 16 rows of x split [0, 4) and [4, 16) for x·W (n = 8), k = 40 rows of W split [0, 16) and
 // [16, 40) for the weight step: on two threads the worker has a part of both products.
@@ -111,14 +105,7 @@ const [M, K, N] = [16, 40, 8];
 
 /** x·W + b in float64 (exact for small integers). */
 function expectedScores(x: Float32Array, w: Float32Array, b: Float32Array): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < M; i++)
-    for (let j = 0; j < N; j++) {
-      let sum = b[j];
-      for (let p = 0; p < K; p++) sum += x[i * K + p] * w[p * N + j];
-      out.push(sum);
-    }
-  return out;
+  return exactScores(x, w, b, M, K, N);
 }
 
 /** x·W + b through denseScores, checked against the exact values. */

@@ -9,3 +9,18 @@ export function exactScores(x: ArrayLike<number>, w: ArrayLike<number>, b: Array
     }
   return out;
 }
+
+/**
+ * A source of small integers in [−3, 3] (a linear congruential sequence, a new seed per call):
+ * products and sums of them are exact in float32 whatever the summation order.
+ */
+export function smallIntegerSource(): (size: number) => Float32Array {
+  let nextSeed = 1;
+  return (size) => {
+    let s = nextSeed++ * 7919;
+    return Float32Array.from({ length: size }, () => {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      return ((s >>> 16) % 7) - 3;
+    });
+  };
+}
