@@ -6,7 +6,7 @@
 // replacement), and where the HTML reports are (reports/mutation/<pkg>/index.html).
 //
 //   node scripts/mutation.mjs [--package reference|core] [--mutate 'src/a.ts,src/b.ts']
-//                             [--concurrency N] [--no-kernels] [--report-only] [--ignore-static]
+//                             [--concurrency N] [--no-kernels] [--report-only] [--ignore-static] [--events]
 //
 // --ignore-static: Stryker's ignoreStatic, for a quicker partial run: mutants in code that runs
 // outside any test (module load, beforeAll: for core, the kernel registrations) are reported as
@@ -45,6 +45,8 @@ const env = {
   FC_SEED: process.env.FC_SEED ?? '12',
   FC_NUM_RUNS: process.env.FC_NUM_RUNS ?? '10',
   STRYKER_CONCURRENCY: option('concurrency') ?? process.env.STRYKER_CONCURRENCY ?? '1',
+  // Read by scripts/stryker-config.mjs: adds the event-recorder reporter to the configured ones.
+  ...(args.includes('--events') ? { STRYKER_EVENTS: '1' } : {}),
 };
 
 const DETECTED = new Set(['Killed', 'Timeout']);
@@ -95,7 +97,7 @@ let status = 0;
 for (const pkg of packages) {
   const cwd = join(root, 'packages', pkg);
   if (!reportOnly) {
-    const strykerArgs = ['run', 'stryker.config.mjs', ...(mutate ? ['--mutate', mutate] : []), ...(args.includes('--ignore-static') ? ['--ignoreStatic'] : []), ...(args.includes('--events') ? ['--reporters', 'clear-text,progress-append-only,html,json,event-recorder'] : [])];
+    const strykerArgs = ['run', 'stryker.config.mjs', ...(mutate ? ['--mutate', mutate] : []), ...(args.includes('--ignore-static') ? ['--ignoreStatic'] : [])];
     console.error(`mutation: @bnmlp/${pkg}: stryker ${strykerArgs.join(' ')} (FC_SEED=${env.FC_SEED}, FC_NUM_RUNS=${env.FC_NUM_RUNS}, concurrency ${env.STRYKER_CONCURRENCY})`);
     const stryker = join(dirname(fileURLToPath(import.meta.resolve('@stryker-mutator/core/package.json'))), 'bin', 'stryker.js');
     const result = spawnSync(process.execPath, [stryker, ...strykerArgs], { cwd, env, stdio: 'inherit' });

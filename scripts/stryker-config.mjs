@@ -21,7 +21,8 @@ export function strykerConfig(name) {
     concurrency: Number(process.env.STRYKER_CONCURRENCY ?? 1),
     timeoutMS: 60_000,
     timeoutFactor: 2,
-    reporters: ['clear-text', 'progress-append-only', 'html', 'json'],
+    // STRYKER_EVENTS (`pnpm mutation -- --events`): also each mutant's result as it is tested.
+    reporters: ['clear-text', 'progress-append-only', 'html', 'json', ...(process.env.STRYKER_EVENTS ? ['event-recorder'] : [])],
     htmlReporter: { fileName: `../../reports/mutation/${name}/index.html` },
     jsonReporter: { fileName: `../../reports/mutation/${name}/mutation.json` },
     clearTextReporter: { allowColor: false, logTests: false, reportMutants: true, reportScoreTable: true },
