@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { initBackend } from './backend.js';
 import { exactScores, smallIntegerSource } from './test-support/exact-products.js';
+import { withWasmModule } from './test-support/wasm-module-swap.js';
 
 // Fixed cases for mutants of wasm-kernels.ts (configureKernelThreads, threadsFor, willThread,
 // threadPool, activeVariant, instanceFor, tryThreaded, withScratch) and of train-step.ts that a
@@ -428,14 +429,7 @@ describe('activeVariant: the build the kernel functions run', () => {
     k.configureWasmKernels('simd128');
     const logits = tf.tensor2d([1, 2, 3, 4], [2, 2]);
     const oneHot = tf.tensor2d([1, 0, 0, 1], [2, 2]);
-    const backend = tf.backend() as unknown as { wasm: unknown };
-    const realModule = backend.wasm;
-    backend.wasm = { asm: {} };
-    try {
-      expect(k.softmaxCrossEntropy(logits, oneHot)).toBeNull();
-    } finally {
-      backend.wasm = realModule;
-    }
+    withWasmModule({ asm: {} }, () => expect(k.softmaxCrossEntropy(logits, oneHot)).toBeNull());
 
     // Act
     const result = k.softmaxCrossEntropy(logits, oneHot);
@@ -454,19 +448,9 @@ describe('activeVariant: the build the kernel functions run', () => {
     k.configureWasmKernels('simd128');
     const logits = tf.tensor2d([1, 2, 3, 4], [2, 2]);
     const oneHot = tf.tensor2d([1, 0, 0, 1], [2, 2]);
-    const backend = tf.backend() as unknown as { wasm: unknown };
-    const realModule = backend.wasm;
 
     // Act
-    backend.wasm = {};
-    let result: unknown;
-    let status: import('./wasm-kernels.js').WasmKernelStatus;
-    try {
-      result = k.softmaxCrossEntropy(logits, oneHot);
-      status = k.wasmKernelStatus();
-    } finally {
-      backend.wasm = realModule;
-    }
+    const [result, status] = withWasmModule({}, () => [k.softmaxCrossEntropy(logits, oneHot), k.wasmKernelStatus()] as const);
 
     // Assert
     expect(result).toBeNull();

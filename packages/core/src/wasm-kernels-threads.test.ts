@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { initBackend } from './backend.js';
 import { exactScores, smallIntegerSource } from './test-support/exact-products.js';
+import { withWasmModule } from './test-support/wasm-module-swap.js';
 
 // The kernel threads as wasm-kernels.ts runs them (threadPool, threadsFor, tryThreaded): the
 // thread count from env BNMLP_THREADS and 'auto', pools that cannot start (no SharedArrayBuffer,
@@ -433,19 +434,9 @@ describe('a tfjs wasm module the kernels cannot use', () => {
     k.configureWasmKernels('simd128');
     const logits = tf.tensor2d([1, 2, 3, 4], [2, 2]);
     const oneHot = tf.tensor2d([1, 0, 0, 1], [2, 2]);
-    const backend = tf.backend() as unknown as { wasm: unknown };
-    const realModule = backend.wasm;
 
     // Act: only our functions run while the module is swapped (tfjs ops would need its memory).
-    backend.wasm = { asm: {} };
-    let result: unknown;
-    let status: import('./wasm-kernels.js').WasmKernelStatus;
-    try {
-      result = k.softmaxCrossEntropy(logits, oneHot);
-      status = k.wasmKernelStatus();
-    } finally {
-      backend.wasm = realModule;
-    }
+    const [result, status] = withWasmModule({ asm: {} }, () => [k.softmaxCrossEntropy(logits, oneHot), k.wasmKernelStatus()] as const);
 
     // Assert
     expect(result).toBeNull();
