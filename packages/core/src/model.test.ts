@@ -4,7 +4,9 @@ import * as ref from '@bnmlp/reference';
 import * as tf from '@tensorflow/tfjs-core';
 import { forward } from './api.js';
 import type { InitScheme } from './config.js';
-import { cloneModel, createModel, disposeModel, modelValues, parameterEntries, type CoreModel } from './model.js';
+import { cloneModel, createModel, disposeModel, modelFromValues, modelValues, parameterEntries, type CoreModel, type LayerValues } from './model.js';
+import { resolveConfig } from './config.js';
+import { CoreArgumentError } from './errors.js';
 import { createPrng } from './prng.js';
 import { modelFromWeights, modelToWeights } from './weights-format.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
@@ -163,5 +165,50 @@ describe.each(backends)('models on %s', (backend) => {
     } finally {
       disposeModel(model);
     }
+  });
+});
+
+describe('modelFromValues validates its layers', () => {
+  const config = resolveConfig('test', { inputDim: 3, hiddenDims: [2], classes: 2, batchNorm: true });
+  const valid = (): LayerValues[] => [
+    { W: new Float32Array(6), b: new Float32Array(2), gamma: new Float32Array(2).fill(1), beta: new Float32Array(2), runningMean: new Float32Array(2), runningVar: new Float32Array(2).fill(1) },
+    { W: new Float32Array(4), b: new Float32Array(2), gamma: null, beta: null, runningMean: null, runningVar: null },
+  ];
+
+  test('valid values build a model', () => {
+    const model = modelFromValues(config, valid());
+    expect(modelValues(model)).toEqual(valid());
+    disposeModel(model);
+  });
+
+  // A BN layer with a running mean but no running variance used to be normalised by the fused
+  // wasm kernel and not by the tfjs path; every half-present, missing, extra or mis-sized array is refused.
+  test.each([
+    ['values', (v: LayerValues[]) => v.slice(0, 1), "argument 'values' must be an array of 2 layers, got array(1)"],
+    ['W', (v: LayerValues[]) => ((v[0].W = new Float32Array(5)), v), "argument 'values[0].W' must be a Float32Array(6), got Float32Array(5)"],
+    ['b', (v: LayerValues[]) => ((v[1].b = new Float64Array(2) as unknown as Float32Array), v), "argument 'values[1].b' must be a Float32Array(2), got Float64Array(2)"],
+    ['gamma', (v: LayerValues[]) => ((v[0].gamma = null), v), "argument 'values[0].gamma' must be a Float32Array(2), got null"],
+    ['beta on the output layer', (v: LayerValues[]) => ((v[1].beta = new Float32Array(2)), v), "argument 'values[1].beta' must be null, got Float32Array(2)"],
+    ['runningMean', (v: LayerValues[]) => ((v[0].runningMean = new Float32Array(3)), v), "argument 'values[0].runningMean' must be a Float32Array(2), got Float32Array(3)"],
+    ['runningVar alone missing', (v: LayerValues[]) => ((v[0].runningVar = null), v), "argument 'values[0].runningVar' must be a Float32Array(2), got null"],
+    ['runningVar on the output layer', (v: LayerValues[]) => ((v[1].runningVar = new Float32Array(2)), v), "argument 'values[1].runningVar' must be null, got Float32Array(2)"],
+  ])('refuses a bad %s', (_name, spoil, message) => {
+    // Arrange
+    const values = spoil(valid());
+    // Act
+    const act = () => modelFromValues(config, values);
+    // Assert
+    expect(act).toThrow(CoreArgumentError);
+    expect(act).toThrow(`modelFromValues: ${message}`);
+  });
+
+  test('without bnAffine, γ and β must be null on BN layers too', () => {
+    const noAffine = resolveConfig('test', { inputDim: 3, hiddenDims: [2], classes: 2, batchNorm: true, bnAffine: false });
+    const values = valid();
+    expect(() => modelFromValues(noAffine, values)).toThrow("argument 'values[0].gamma' must be null, got Float32Array(2)");
+    values[0].gamma = null;
+    values[0].beta = null;
+    const model = modelFromValues(noAffine, values);
+    disposeModel(model);
   });
 });

@@ -42,9 +42,32 @@ export function hasBatchNorm(config: NetworkConfig, layer: number): boolean {
   return config.batchNorm && layer < config.hiddenDims.length;
 }
 
-/** Builds variables from plain values (validated by the caller). */
+/**
+ * Builds variables from plain values. Each layer must have exactly the arrays its config implies:
+ * W (dIn·dOut) and b (dOut) always; γ and β (dOut) on BN layers with bnAffine; the running mean
+ * and variance (dOut) on every BN layer and nowhere else. A BN layer with only one of its running
+ * values would be normalised by some code paths and not by others, so it is refused here.
+ */
 export function modelFromValues(config: NetworkConfig, values: readonly LayerValues[]): CoreModel {
+  const op = 'modelFromValues';
   const dims = layerDims(config);
+  if (!Array.isArray(values) || values.length !== dims.length) {
+    throw new CoreArgumentError(op, 'values', `an array of ${dims.length} layers`, describeValue(values));
+  }
+  dims.forEach(([dIn, dOut], l) => {
+    const bn = hasBatchNorm(config, l);
+    const expectArray = (key: keyof LayerValues, length: number | null) => {
+      const v = values[l][key];
+      const ok = length === null ? v === null : v instanceof Float32Array && v.length === length;
+      if (!ok) throw new CoreArgumentError(op, `values[${l}].${key}`, length === null ? 'null' : `a Float32Array(${length})`, describeValue(v));
+    };
+    expectArray('W', dIn * dOut);
+    expectArray('b', dOut);
+    expectArray('gamma', bn && config.bnAffine ? dOut : null);
+    expectArray('beta', bn && config.bnAffine ? dOut : null);
+    expectArray('runningMean', bn ? dOut : null);
+    expectArray('runningVar', bn ? dOut : null);
+  });
   // tf.variable keeps its initial tensor alive too: create it inside tidy so only the variable remains.
   const vec = (v: Float32Array | null) => (v ? tf.tidy(() => tf.variable(tf.tensor1d(v, 'float32'))) : null);
   return {
