@@ -41,10 +41,20 @@ async function tryBackend(name: BackendName): Promise<string | null> {
 }
 
 /**
+ * The backend tfjs has active with an instance behind it, or null: none chosen yet, or a failed
+ * switch left only its name. It may be one the caller chose with tf.setBackend, not through us.
+ */
+function workingBackend(): string | null {
+  const engine = tf.engine();
+  const name = engine.backendName;
+  return name && engine.registry[name] !== undefined ? name : null;
+}
+
+/**
  * tfjs names a backend active before its initialisation runs and keeps the name when it fails
  * (with no instance behind it): after a failed switch, make the backend that was working active again.
  */
-async function restoreBackend(working: BackendName | null): Promise<void> {
+async function restoreBackend(working: string | null): Promise<void> {
   if (working === null || tf.getBackend() === working) return;
   await tf.setBackend(working).catch(() => false);
 }
@@ -61,7 +71,7 @@ export async function initBackend(requested: BackendName | 'auto' = (process.env
   if (current && (requested === 'auto' || current.name === requested) && tf.getBackend() === current.name) return current;
   const order = requested === 'auto' ? BACKEND_NAMES : [requested];
   const skipped: Array<{ backend: BackendName; reason: string }> = [];
-  const working = current && tf.getBackend() === current.name ? current.name : null;
+  const working = workingBackend();
   for (const name of order) {
     const failure = await tryBackend(name);
     if (failure === null) {

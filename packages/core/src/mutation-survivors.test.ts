@@ -136,6 +136,36 @@ describe('initBackend and backendInfo', () => {
     });
   });
 
+  test('a backend made active with tf.setBackend (not through initBackend) stays active after a failed initBackend(name)', async () => {
+    // Arrange: cpu chosen through initBackend, then wasm switched on behind its back (and working);
+    // cpu's factory is then replaced by one that throws.
+    await initBackend('wasm');
+    await initBackend('cpu');
+    await tf.setBackend('wasm');
+    const engine = tf.engine();
+    const original = { ...engine.registryFactory.cpu };
+    try {
+      tf.removeBackend('cpu');
+      tf.registerBackend('cpu', () => {
+        throw new Error('planted initialisation failure');
+      }, original.priority);
+
+      // Act
+      const error = await initBackend('cpu').catch((e: unknown) => e);
+
+      // Assert: the failed name is not left active with nothing behind it, nor is the stale cpu
+      // choice brought back; the backend that worked before the call is active and computes.
+      expect(error).toMatchObject({ backend: 'cpu', reason: 'cpu: tf.setBackend returned false' });
+      expect(tf.getBackend()).toBe('wasm');
+      expect(tf.add(tf.scalar(1), tf.scalar(2)).dataSync()[0]).toBe(3);
+    } finally {
+      tf.removeBackend('cpu');
+      tf.registerBackend('cpu', original.factory, original.priority);
+      await tf.setBackend('cpu');
+    }
+    expect((await initBackend('cpu')).name).toBe('cpu');
+  });
+
   test("a registered backend whose initialisation fails: 'tf.setBackend returned false', and every failure of 'auto' listed", async (ctx) => {
     const failure = await tensorflowImportFailure();
     if (failure === null) ctx.skip();
