@@ -166,6 +166,43 @@ describe('initBackend and backendInfo', () => {
     expect((await initBackend('cpu')).name).toBe('cpu');
   });
 
+  test('a backend whose initialisation failed before the call is not started again by a failed initBackend(name)', async () => {
+    // Arrange: wasm and cpu both fail to initialise; the caller's tf.setBackend('wasm') failed, so
+    // tfjs names wasm active with nothing behind it.
+    await initBackend('wasm');
+    await initBackend('cpu');
+    const engine = tf.engine();
+    const originals = (['wasm', 'cpu'] as const).map((name) => ({ name, ...engine.registryFactory[name] }));
+    let wasmStarts = 0;
+    try {
+      tf.removeBackend('wasm');
+      tf.registerBackend('wasm', () => {
+        wasmStarts++;
+        throw new Error('planted initialisation failure');
+      }, originals[0].priority);
+      tf.removeBackend('cpu');
+      tf.registerBackend('cpu', () => {
+        throw new Error('planted initialisation failure');
+      }, originals[1].priority);
+      expect(await tf.setBackend('wasm')).toBe(false);
+      expect(wasmStarts).toBe(1);
+
+      // Act
+      const error = await initBackend('cpu').catch((e: unknown) => e);
+
+      // Assert: nothing was working before the call, so there is nothing to restore.
+      expect(error).toMatchObject({ backend: 'cpu' });
+      expect(wasmStarts).toBe(1);
+    } finally {
+      for (const { name, factory, priority } of originals) {
+        tf.removeBackend(name);
+        tf.registerBackend(name, factory, priority);
+      }
+      await tf.setBackend('cpu');
+    }
+    expect((await initBackend('cpu')).name).toBe('cpu');
+  });
+
   test("a registered backend whose initialisation fails: 'tf.setBackend returned false', and every failure of 'auto' listed", async (ctx) => {
     const failure = await tensorflowImportFailure();
     if (failure === null) ctx.skip();
