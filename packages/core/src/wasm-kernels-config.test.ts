@@ -386,3 +386,21 @@ describe('kernel threads', () => {
     }
   });
 });
+
+describe('the builds are read once per variant', () => {
+  // Kills 111:7 ConditionalExpression `found === undefined` → true and 119:9 `typeof found !==
+  // 'string'` → false (static: a loaded module is never cached, so every configure reads the file again).
+  test('a build loaded once keeps working after its file is gone', async () => {
+    // Arrange
+    const dir = buildDir({ 'kernels-simd128.wasm': 'copy' });
+    const kernels = await freshKernels({ dir });
+    expect(kernels.configureWasmKernels('simd128')).toMatchObject({ variant: 'simd128', reason: null });
+    rmSync(join(dir, 'kernels-simd128.wasm'));
+
+    // Act
+    const again = kernels.configureWasmKernels('simd128');
+
+    // Assert
+    expect(again).toMatchObject({ choice: 'simd128', variant: 'simd128', reason: null });
+  });
+});
