@@ -34,6 +34,34 @@ function tensorflowImportFailure(): Promise<string | null> {
   return tensorflowProbe;
 }
 
+/** A backend factory that fails the way a broken install does. */
+const failingFactory = (): never => {
+  throw new Error('planted initialisation failure');
+};
+
+/**
+ * Runs `body` with `replace(name, factory)`, which swaps the registered factory of wasm or cpu.
+ * Afterwards both original factories are registered again (their instances start afresh) and cpu
+ * is active, whatever the body did.
+ */
+async function withReplacedFactories(body: (replace: (name: 'wasm' | 'cpu', factory: () => never) => void) => Promise<void>): Promise<void> {
+  const engine = tf.engine();
+  const originals = (['wasm', 'cpu'] as const).map((name) => ({ name, ...engine.registryFactory[name] }));
+  const replace = (name: 'wasm' | 'cpu', factory: () => never) => {
+    tf.removeBackend(name);
+    tf.registerBackend(name, factory, originals.find((o) => o.name === name)!.priority);
+  };
+  try {
+    await body(replace);
+  } finally {
+    for (const { name, factory, priority } of originals) {
+      tf.removeBackend(name);
+      tf.registerBackend(name, factory, priority);
+    }
+    await tf.setBackend('cpu');
+  }
+}
+
 const config = { inputDim: 4, hiddenDims: [3], classes: 3 };
 const x: Float32Matrix = { rows: 5, cols: 4, data: Float32Array.from({ length: 20 }, (_, i) => Math.sin(i)) };
 const labels = [0, 1, 2, 0, 1];
@@ -137,18 +165,12 @@ describe('initBackend and backendInfo', () => {
   });
 
   test('a backend made active with tf.setBackend (not through initBackend) stays active after a failed initBackend(name)', async () => {
-    // Arrange: cpu chosen through initBackend, then wasm switched on behind its back (and working);
-    // cpu's factory is then replaced by one that throws.
+    // Arrange: cpu chosen through initBackend, then wasm switched on behind its back (and working).
     await initBackend('wasm');
     await initBackend('cpu');
     await tf.setBackend('wasm');
-    const engine = tf.engine();
-    const original = { ...engine.registryFactory.cpu };
-    try {
-      tf.removeBackend('cpu');
-      tf.registerBackend('cpu', () => {
-        throw new Error('planted initialisation failure');
-      }, original.priority);
+    await withReplacedFactories(async (replace) => {
+      replace('cpu', failingFactory);
 
       // Act
       const error = await initBackend('cpu').catch((e: unknown) => e);
@@ -158,11 +180,7 @@ describe('initBackend and backendInfo', () => {
       expect(error).toMatchObject({ backend: 'cpu', reason: 'cpu: tf.setBackend returned false' });
       expect(tf.getBackend()).toBe('wasm');
       expect(tf.add(tf.scalar(1), tf.scalar(2)).dataSync()[0]).toBe(3);
-    } finally {
-      tf.removeBackend('cpu');
-      tf.registerBackend('cpu', original.factory, original.priority);
-      await tf.setBackend('cpu');
-    }
+    });
     expect((await initBackend('cpu')).name).toBe('cpu');
   });
 
@@ -171,19 +189,13 @@ describe('initBackend and backendInfo', () => {
     // tfjs names wasm active with nothing behind it.
     await initBackend('wasm');
     await initBackend('cpu');
-    const engine = tf.engine();
-    const originals = (['wasm', 'cpu'] as const).map((name) => ({ name, ...engine.registryFactory[name] }));
     let wasmStarts = 0;
-    try {
-      tf.removeBackend('wasm');
-      tf.registerBackend('wasm', () => {
+    await withReplacedFactories(async (replace) => {
+      replace('wasm', () => {
         wasmStarts++;
-        throw new Error('planted initialisation failure');
-      }, originals[0].priority);
-      tf.removeBackend('cpu');
-      tf.registerBackend('cpu', () => {
-        throw new Error('planted initialisation failure');
-      }, originals[1].priority);
+        return failingFactory();
+      });
+      replace('cpu', failingFactory);
       expect(await tf.setBackend('wasm')).toBe(false);
       expect(wasmStarts).toBe(1);
 
@@ -193,13 +205,7 @@ describe('initBackend and backendInfo', () => {
       // Assert: nothing was working before the call, so there is nothing to restore.
       expect(error).toMatchObject({ backend: 'cpu' });
       expect(wasmStarts).toBe(1);
-    } finally {
-      for (const { name, factory, priority } of originals) {
-        tf.removeBackend(name);
-        tf.registerBackend(name, factory, priority);
-      }
-      await tf.setBackend('cpu');
-    }
+    });
     expect((await initBackend('cpu')).name).toBe('cpu');
   });
 
@@ -209,14 +215,8 @@ describe('initBackend and backendInfo', () => {
     // Arrange: wasm and cpu registered (and cpu active), then both factories replaced by ones that throw.
     await initBackend('wasm');
     await initBackend('cpu');
-    const engine = tf.engine();
-    const originals = (['wasm', 'cpu'] as const).map((name) => ({ name, ...engine.registryFactory[name] }));
-    const failing = () => {
-      throw new Error('planted initialisation failure');
-    };
-    try {
-      tf.removeBackend('wasm');
-      tf.registerBackend('wasm', failing, originals[0].priority);
+    await withReplacedFactories(async (replace) => {
+      replace('wasm', failingFactory);
 
       // Act + Assert: one named backend
       const wasm = await initBackend('wasm').catch((e: unknown) => e);
@@ -228,21 +228,14 @@ describe('initBackend and backendInfo', () => {
       expect(tf.add(tf.scalar(1), tf.scalar(2)).dataSync()[0]).toBe(3);
 
       // Act + Assert: 'auto' with every backend failing (cpu removed too, so the cpu info is stale)
-      tf.removeBackend('cpu');
-      tf.registerBackend('cpu', failing, originals[1].priority);
+      replace('cpu', failingFactory);
       const auto = await initBackend('auto').catch((e: unknown) => e);
       expect(auto).toBeInstanceOf(BackendUnavailableError);
       expect(auto).toMatchObject({
         backend: 'cpu',
         reason: `tensorflow: ${failure}; wasm: tf.setBackend returned false; cpu: tf.setBackend returned false`,
       });
-    } finally {
-      for (const { name, factory, priority } of originals) {
-        tf.removeBackend(name);
-        tf.registerBackend(name, factory, priority);
-      }
-      await tf.setBackend('cpu');
-    }
+    });
     const restored: BackendInfo = await initBackend('cpu');
     expect(restored.name).toBe('cpu');
   });
