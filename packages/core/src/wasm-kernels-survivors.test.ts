@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { initBackend } from './backend.js';
 import { exactScores, smallIntegerSource } from './test-support/exact-products.js';
+import { KernelInstances, type Kernels } from './test-support/fresh-kernels.js';
 import { withWasmModule } from './test-support/wasm-module-swap.js';
 
 // Fixed cases for mutants of wasm-kernels.ts (configureKernelThreads, threadsFor, willThread,
@@ -14,30 +15,10 @@ import { withWasmModule } from './test-support/wasm-module-swap.js';
 // values is which kernels ran (tf.profile), on how many threads (threadedProductCount), the status,
 // and the wasm backend's data ids.
 
-type Kernels = typeof import('./wasm-kernels.js');
-
-const KERNEL_NAMES = [
-  'BnmlpDenseForward', 'BnmlpDenseWeightStep', 'BnmlpBatchNormReluForward', 'BnmlpBatchNormReluBackward', 'BnmlpDenseInputGradient',
-  'BnmlpMomentumSteps', 'BnmlpBlends', 'BnmlpSumSquares', 'BnmlpSoftmaxCrossEntropy',
-];
-
-let kernels: Kernels | null = null;
-const savedKernels: Array<tf.KernelConfig | undefined> = [];
-
-/** Unregisters our kernels from tfjs's one registry and forgets every module instance: the next imports are fresh. */
-function resetKernels(): void {
-  kernels?.shutdownKernelThreads();
-  kernels = null;
-  for (const name of KERNEL_NAMES) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
-  vi.resetModules();
-}
+const instances = new KernelInstances();
 
 /** A fresh instance of wasm-kernels.ts (no choice, no pool, no failures, no thread count yet). */
-async function freshKernels(): Promise<Kernels> {
-  resetKernels();
-  kernels = await import('./wasm-kernels.js');
-  return kernels;
-}
+const freshKernels = () => instances.fresh();
 
 // x is M × K, W is K × N: on two threads each thread has rows of x·W.
 const [M, K, N] = [16, 40, 8];
@@ -71,7 +52,7 @@ async function profiledScores(k: Kernels, weightsReused: boolean): Promise<{ ker
 
 beforeAll(async () => {
   await initBackend('wasm');
-  savedKernels.push(...KERNEL_NAMES.map((name) => tf.getKernel(name, 'wasm')));
+  instances.save();
 });
 
 beforeEach(() => {
@@ -81,16 +62,14 @@ beforeEach(() => {
 });
 
 afterEach(async () => {
-  kernels?.shutdownKernelThreads();
+  instances.current?.shutdownKernelThreads();
   vi.unstubAllEnvs();
   vi.unstubAllGlobals();
   await initBackend('wasm');
 });
 
 afterAll(() => {
-  // Leave the kernel registrations as they were before this file.
-  resetKernels();
-  for (const config of savedKernels) if (config) tf.registerKernel(config);
+  instances.restore();
 });
 
 describe('configureKernelThreads refuses what it cannot use, and says what it expected', () => {
@@ -380,7 +359,7 @@ describe('on another backend', () => {
     // Assert
     expect(scores).toEqual(expectedScores(x, w, b));
     expect(status).toMatchObject({ choice: 'off', variant: null });
-    expect(KERNEL_NAMES.filter((name) => tf.getKernel(name, 'wasm'))).toEqual([]);
+    expect(instances.registered()).toEqual([]);
   });
 });
 
@@ -467,8 +446,7 @@ describe('trainStep: the BN running averages', () => {
   test('a hidden layer with a running mean but no running variance (a hand-built CoreModel) has no running averages updated; the others are', async () => {
     // Arrange: modelFromValues refuses such a layer, but CoreModel is a plain interface a caller can
     // build; trainStep must still not blend a running variance that is not there.
-    resetKernels();
-    const k = (kernels = await import('./wasm-kernels.js'));
+    const k = await freshKernels();
     const { createModel, disposeModel, modelValues } = await import('./model.js');
     const { createMomentumState, disposeMomentumState, trainStep } = await import('./train-step.js');
     k.configureWasmKernels('simd128');

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test, vi } from 'vitest';
 import { initBackend } from './backend.js';
 import { exactScores, smallIntegerSource } from './test-support/exact-products.js';
+import { KernelInstances, type Kernels } from './test-support/fresh-kernels.js';
 import { withWasmModule } from './test-support/wasm-module-swap.js';
 
 // The kernel threads as wasm-kernels.ts runs them (threadPool, threadsFor, tryThreaded): the
@@ -52,13 +53,7 @@ vi.mock('node:worker_threads', async (importOriginal) => {
   return { ...threads, default: { ...threads, Worker: RecordedWorker }, Worker: RecordedWorker };
 });
 
-type Kernels = typeof import('./wasm-kernels.js');
-
 const WORKER_URL = new URL('../worker/dense-worker.mjs', import.meta.url);
-const KERNEL_NAMES = [
-  'BnmlpDenseForward', 'BnmlpDenseWeightStep', 'BnmlpBatchNormReluForward', 'BnmlpBatchNormReluBackward', 'BnmlpDenseInputGradient',
-  'BnmlpMomentumSteps', 'BnmlpBlends', 'BnmlpSumSquares', 'BnmlpSoftmaxCrossEntropy',
-];
 /** A worker that starts, then reports every part it is asked for as trapped (STATUS 1), until told to exit. */
 const TRAPPING_WORKER = new URL(`data:text/javascript,${encodeURIComponent(`
   import { workerData } from 'node:worker_threads';
@@ -75,18 +70,11 @@ const TRAPPING_WORKER = new URL(`data:text/javascript,${encodeURIComponent(`
   }
 `)}`);
 
-let kernels: Kernels | null = null;
-const savedKernels: Array<tf.KernelConfig | undefined> = [];
+const instances = new KernelInstances();
 const tempDirs: string[] = [];
 
 /** A fresh instance of wasm-kernels.ts (no pool, no failures, no thread count read yet), its kernels registered in place of the last one's. */
-async function freshKernels(): Promise<Kernels> {
-  kernels?.shutdownKernelThreads();
-  for (const name of KERNEL_NAMES) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
-  vi.resetModules();
-  kernels = await import('./wasm-kernels.js');
-  return kernels;
-}
+const freshKernels = () => instances.fresh();
 
 /** A directory holding copies of the given builds (kernels-<name>.wasm) from where wasm-kernels.ts reads them. */
 function kernelsDir(names: string[]): string {
@@ -144,7 +132,7 @@ function terminated(worker: Worker): Promise<void> {
 
 beforeAll(async () => {
   await initBackend('wasm');
-  savedKernels.push(...KERNEL_NAMES.map((name) => tf.getKernel(name, 'wasm')));
+  instances.save();
 });
 
 beforeEach(() => {
@@ -154,7 +142,7 @@ beforeEach(() => {
 });
 
 afterEach(() => {
-  kernels?.shutdownKernelThreads();
+  instances.current?.shutdownKernelThreads();
   vi.unstubAllEnvs();
   vi.unstubAllGlobals();
   hooks.parallelism = 5;
@@ -165,9 +153,7 @@ afterEach(() => {
 });
 
 afterAll(() => {
-  // Leave the kernel registrations as they were before this file.
-  for (const name of KERNEL_NAMES) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
-  for (const config of savedKernels) if (config) tf.registerKernel(config);
+  instances.restore();
 });
 
 describe('the thread count', () => {
