@@ -13,111 +13,170 @@
   return f32x4.add(c, f32x4.mul(a, b));
 }
 
+// Blocking of denseForwardPacked: rows of a per tile, terms of the k-sum per pass, and 8-column
+// panels per group. A pass reads a block of at most KC × 8·PANEL_GROUP floats of the packed W
+// (64 KiB, stays in L2) for every 4 rows of a. The unblocked kernel it replaced streamed all of W
+// (600 KiB at 3072 × 50, more than this machine's 512 KiB L2) from L3 for every 4 rows: 16–19
+// GFLOP/s on one thread against 21–33 blocked (3072-50, 50 rows; .scratch measurements of
+// 2026-12-01, noisy host). MC, KC and PANEL_GROUP were picked from 64/128/256, 128/256/384/512
+// and 4/8/16 on the same host; differences between the neighbours were within its noise.
+const MC = 64;
+const KC = 256;
+const PANEL_GROUP = 8;
+
 /**
- * out[m×n] = a[m×k] · b[k×n] + bias[n] (bias = 0: no bias).
- * Register block: 4 rows of a × 8 columns of b (8 accumulators). The last column block starts
- * at n − 8 and overlaps the previous one, so n need not be a multiple of 8 (the overlap is
- * written twice with the same value).
+ * The layout denseForwardPacked reads W[k×n] in: panels of 8 columns, panel q holding rows 0..k−1
+ * of columns 8q..8q+7 contiguously (k × 8 floats), columns past n as 0 (their lanes are computed
+ * and dropped: any value would do, but garbage could be denormal, which x86 runs slowly). Packs rows
+ * [rowBegin, rowEnd) of W (row stride n): a thread can pack the rows it just computed.
  */
-export function denseForward(a: usize, b: usize, bias: usize, out: usize, m: i32, k: i32, n: i32): void {
-  denseForwardStrided(a, b, bias, out, m, k, n, n);
+export function packPanels(w: usize, packed: usize, k: i32, n: i32, rowBegin: i32, rowEnd: i32): void {
+  const panels = (n + 7) >> 3;
+  const full = n >> 3;
+  const rowW = <usize>n << 2;
+  // Panel by panel: the writes run contiguously (k × 32 bytes per panel), the reads stride down W.
+  for (let q = 0; q < panels; q++) {
+    let src = w + <usize>rowBegin * rowW + (<usize>q << 5);
+    let dst = packed + ((<usize>q * k + rowBegin) << 5);
+    if (q < full) {
+      for (let row = rowBegin; row < rowEnd; row++) {
+        v128.store(dst, v128.load(src));
+        v128.store(dst, v128.load(src, 16), 16);
+        src += rowW;
+        dst += 32;
+      }
+    } else {
+      const cols = n - (q << 3);
+      for (let row = rowBegin; row < rowEnd; row++) {
+        for (let c = 0; c < 8; c++) store<f32>(dst + (<usize>c << 2), c < cols ? load<f32>(src + (<usize>c << 2)) : 0);
+        src += rowW;
+        dst += 32;
+      }
+    }
+  }
 }
 
 /**
- * denseForward with rows of b and out `stride` ≥ n floats apart. A stride that is a multiple of 4
- * keeps every 16-byte load of b aligned: with n = 50 (rows 200 bytes apart) misaligned loads cost
- * about a quarter of the time. Every entry is the same sum as with stride n.
+ * out[m×n] = a[m×k] · W + bias[n] (bias = 0: no bias), W packed by packPanels, out row stride n.
+ * `tile`: scratch of MC × 8·min(panels, PANEL_GROUP) floats for the partial sums. Every entry is
+ * one sum in a fixed order: 0, then the k terms a[i,p]·W[p,j] in order of p (madd), then + bias.
+ * Partial sums wait in the tile between passes over k and are reloaded exactly, so any split of
+ * the rows across threads gives the same bits (and so did the unblocked kernel this replaced).
+ * Register block: 4 rows of a × 8 columns (one panel; 8 accumulators: V8 spills with more).
+ * n < 8 takes the scalar path.
  */
-export function denseForwardStrided(a: usize, b: usize, bias: usize, out: usize, m: i32, k: i32, n: i32, stride: i32): void {
+export function denseForwardPacked(a: usize, packed: usize, bias: usize, out: usize, tile: usize, m: i32, k: i32, n: i32): void {
   if (n < 8) {
-    denseForwardScalar(a, b, bias, out, m, k, n, stride);
+    denseForwardPackedScalar(a, packed, bias, out, m, k, n);
     return;
   }
+  const panels = (n + 7) >> 3;
   const rowA = <usize>k << 2;
-  const rowB = <usize>stride << 2;
-  let i = 0;
-  for (; i + 4 <= m; i += 4) {
-    const a0 = a + <usize>i * rowA;
-    const a1 = a0 + rowA;
-    const a2 = a1 + rowA;
-    const a3 = a2 + rowA;
-    const o0 = out + <usize>i * rowB;
-    for (let j = 0; j < n; j += 8) {
-      const col = <usize>min(j, n - 8) << 2;
-      let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-      let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-      let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
-      let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-      let pb = b + col;
-      for (let p = 0; p < k; p++) {
-        const b0 = v128.load(pb);
-        const b1 = v128.load(pb, 16);
-        const off = <usize>p << 2;
-        let x = v128.load32_splat(a0 + off);
-        c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
-        x = v128.load32_splat(a1 + off);
-        c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
-        x = v128.load32_splat(a2 + off);
-        c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
-        x = v128.load32_splat(a3 + off);
-        c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
-        pb += rowB;
+  const rowOut = <usize>n << 2;
+  for (let i0 = 0; i0 < m; i0 += MC) {
+    const rows = min(MC, m - i0);
+    for (let q0 = 0; q0 < panels; q0 += PANEL_GROUP) {
+      const groupPanels = min(PANEL_GROUP, panels - q0);
+      const tileRow = <usize>groupPanels << 5;
+      for (let k0 = 0; k0 < k; k0 += KC) {
+        const kEnd = min(k, k0 + KC);
+        const first = k0 == 0;
+        let r = 0;
+        for (; r + 4 <= rows; r += 4) {
+          const a0 = a + <usize>(i0 + r) * rowA;
+          const a1 = a0 + rowA;
+          const a2 = a1 + rowA;
+          const a3 = a2 + rowA;
+          for (let q = 0; q < groupPanels; q++) {
+            let t = tile + <usize>r * tileRow + (<usize>q << 5);
+            let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+            let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+            let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+            let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+            if (!first) {
+              c00 = v128.load(t); c01 = v128.load(t, 16); t += tileRow;
+              c10 = v128.load(t); c11 = v128.load(t, 16); t += tileRow;
+              c20 = v128.load(t); c21 = v128.load(t, 16); t += tileRow;
+              c30 = v128.load(t); c31 = v128.load(t, 16);
+            }
+            let pb = packed + ((<usize>(q0 + q) * k + k0) << 5);
+            for (let p = k0; p < kEnd; p++) {
+              const b0 = v128.load(pb);
+              const b1 = v128.load(pb, 16);
+              const off = <usize>p << 2;
+              let x = v128.load32_splat(a0 + off);
+              c00 = madd(x, b0, c00); c01 = madd(x, b1, c01);
+              x = v128.load32_splat(a1 + off);
+              c10 = madd(x, b0, c10); c11 = madd(x, b1, c11);
+              x = v128.load32_splat(a2 + off);
+              c20 = madd(x, b0, c20); c21 = madd(x, b1, c21);
+              x = v128.load32_splat(a3 + off);
+              c30 = madd(x, b0, c30); c31 = madd(x, b1, c31);
+              pb += 32;
+            }
+            t = tile + <usize>r * tileRow + (<usize>q << 5);
+            v128.store(t, c00); v128.store(t, c01, 16); t += tileRow;
+            v128.store(t, c10); v128.store(t, c11, 16); t += tileRow;
+            v128.store(t, c20); v128.store(t, c21, 16); t += tileRow;
+            v128.store(t, c30); v128.store(t, c31, 16);
+          }
+        }
+        for (; r < rows; r++) {
+          const a0 = a + <usize>(i0 + r) * rowA;
+          for (let q = 0; q < groupPanels; q++) {
+            const t = tile + <usize>r * tileRow + (<usize>q << 5);
+            let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+            if (!first) {
+              c00 = v128.load(t); c01 = v128.load(t, 16);
+            }
+            let pb = packed + ((<usize>(q0 + q) * k + k0) << 5);
+            for (let p = k0; p < kEnd; p++) {
+              const x = v128.load32_splat(a0 + (<usize>p << 2));
+              c00 = madd(x, v128.load(pb), c00);
+              c01 = madd(x, v128.load(pb, 16), c01);
+              pb += 32;
+            }
+            v128.store(t, c00); v128.store(t, c01, 16);
+          }
+        }
       }
-      if (bias != 0) {
-        const s0 = v128.load(bias + col);
-        const s1 = v128.load(bias + col, 16);
-        c00 = f32x4.add(c00, s0); c01 = f32x4.add(c01, s1);
-        c10 = f32x4.add(c10, s0); c11 = f32x4.add(c11, s1);
-        c20 = f32x4.add(c20, s0); c21 = f32x4.add(c21, s1);
-        c30 = f32x4.add(c30, s0); c31 = f32x4.add(c31, s1);
+      // The tile's sums + bias into out, only the columns below n.
+      const col0 = q0 << 3;
+      const cols = min(groupPanels << 3, n - col0);
+      for (let r = 0; r < rows; r++) {
+        const t = tile + <usize>r * tileRow;
+        const o = out + <usize>(i0 + r) * rowOut + (<usize>col0 << 2);
+        const bs = bias + (<usize>col0 << 2);
+        let j = 0;
+        for (; j + 4 <= cols; j += 4) {
+          const off = <usize>j << 2;
+          let s = v128.load(t + off);
+          if (bias != 0) s = f32x4.add(s, v128.load(bs + off));
+          v128.store(o + off, s);
+        }
+        for (; j < cols; j++) {
+          const off = <usize>j << 2;
+          let s = load<f32>(t + off);
+          if (bias != 0) s += load<f32>(bs + off);
+          store<f32>(o + off, s);
+        }
       }
-      let po = o0 + col;
-      v128.store(po, c00); v128.store(po, c01, 16); po += rowB;
-      v128.store(po, c10); v128.store(po, c11, 16); po += rowB;
-      v128.store(po, c20); v128.store(po, c21, 16); po += rowB;
-      v128.store(po, c30); v128.store(po, c31, 16);
-    }
-  }
-  for (; i < m; i++) {
-    const a0 = a + <usize>i * rowA;
-    const o0 = out + <usize>i * rowB;
-    for (let j = 0; j < n; j += 8) {
-      const col = <usize>min(j, n - 8) << 2;
-      let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-      let pb = b + col;
-      for (let p = 0; p < k; p++) {
-        const x = v128.load32_splat(a0 + (<usize>p << 2));
-        c00 = madd(x, v128.load(pb), c00);
-        c01 = madd(x, v128.load(pb, 16), c01);
-        pb += rowB;
-      }
-      if (bias != 0) {
-        c00 = f32x4.add(c00, v128.load(bias + col));
-        c01 = f32x4.add(c01, v128.load(bias + col, 16));
-      }
-      v128.store(o0 + col, c00);
-      v128.store(o0 + col, c01, 16);
     }
   }
 }
 
-function denseForwardScalar(a: usize, b: usize, bias: usize, out: usize, m: i32, k: i32, n: i32, stride: i32): void {
+/** n < 8 (one panel): plain float32 sums, s += a·w in order (a multiply, then an add), then + bias. */
+function denseForwardPackedScalar(a: usize, packed: usize, bias: usize, out: usize, m: i32, k: i32, n: i32): void {
   for (let i = 0; i < m; i++) {
     for (let j = 0; j < n; j++) {
       let s: f32 = 0;
       for (let p = 0; p < k; p++) {
-        s += load<f32>(a + ((<usize>i * k + p) << 2)) * load<f32>(b + ((<usize>p * stride + j) << 2));
+        s += load<f32>(a + ((<usize>i * k + p) << 2)) * load<f32>(packed + ((<usize>p << 5) + (<usize>j << 2)));
       }
       if (bias != 0) s += load<f32>(bias + (<usize>j << 2));
-      store<f32>(out + ((<usize>i * stride + j) << 2), s);
+      store<f32>(out + ((<usize>i * n + j) << 2), s);
     }
   }
-}
-
-/** Copies `rows` rows of `cols` floats from src (rows srcStride floats apart) to dst (dstStride apart). */
-export function copyRows(src: usize, srcStride: i32, dst: usize, dstStride: i32, rows: i32, cols: i32): void {
-  const bytes = <usize>cols << 2;
-  for (let i = 0; i < rows; i++) memory.copy(dst + ((<usize>i * dstStride) << 2), src + ((<usize>i * srcStride) << 2), bytes);
 }
 
 /**

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 
-// The dense layers' two large products on several threads: x·W + b split by rows of x, and the
-// fused weight step split by rows of W (assembly/dense.ts). Each output entry is the same sum in
+// The dense layers' two large products on several threads: x·W + b split by rows of x (W packed
+// in 8-column panels, assembly/dense.ts packPanels), and the fused weight step split by rows of W. Each output entry is the same sum in
 // the same order whichever thread computes it, so any thread count gives the bits of one thread
 // (and of the unthreaded kernels): results never depend on the thread count.
 //
@@ -17,9 +17,8 @@ import { Worker } from 'node:worker_threads';
 
 /** The kernels the threads use (assembly/dense.ts). */
 export interface DenseKernels {
-  denseForward(a: number, b: number, bias: number, out: number, m: number, k: number, n: number): void;
-  denseForwardStrided(a: number, b: number, bias: number, out: number, m: number, k: number, n: number, stride: number): void;
-  copyRows(src: number, srcStride: number, dst: number, dstStride: number, rows: number, cols: number): void;
+  packPanels(w: number, packed: number, k: number, n: number, rowBegin: number, rowEnd: number): void;
+  denseForwardPacked(a: number, packed: number, bias: number, out: number, tile: number, m: number, k: number, n: number): void;
   denseWeightStep(
     a: number, g: number, w: number, v: number, outW: number, outV: number, scratch: number,
     m: number, k: number, n: number, decay: number, learningRate: number, momentum: number, fused: number, rowBegin: number, rowEnd: number,
@@ -59,8 +58,10 @@ const BACK_OFF_PRODUCTS = 2000;
 const START_TIMEOUT_MS = 10_000;
 /** W and velocity copies kept: a step of two threaded layers holds 8 (W, v in; W, v out, per layer). */
 const KEPT_WEIGHT_COPIES = 8;
-/** Row-padded copies of W for x·W (a train step's threaded layers, or inference's). */
-const KEPT_PADDED_COPIES = 4;
+/** Panel-packed copies of W for x·W (a train step's threaded layers, or inference's). */
+const KEPT_PACKED_COPIES = 4;
+/** Floats of denseForwardPacked's tile: 64 rows × 8 panels of 8 (assembly/dense.ts MC, PANEL_GROUP). */
+export const FORWARD_TILE_FLOATS = 64 * 64;
 
 interface Region { readonly offset: number; readonly floats: number }
 interface Thread { readonly worker: Worker; readonly ctrl: Int32Array; readonly floats: Float32Array; seq: number }
@@ -89,9 +90,9 @@ export function callerShare(n: number, threads: number, copyingInput: boolean): 
   return threads === 2 ? ratio / (1 + 2 * ratio) : 1 / threads;
 }
 
-/** Row stride of W and out for x·W: n rounded up to a multiple of 4 floats (16-byte aligned rows); n below 8 (the scalar path) as is. */
-function paddedStride(n: number): number {
-  return n < 8 ? n : Math.ceil(n / 4) * 4;
+/** Floats of W[k×n] packed in panels of 8 columns (assembly/dense.ts packPanels). */
+export function packedFloats(k: number, n: number): number {
+  return Math.ceil(n / 8) * 8 * k;
 }
 
 export class DenseThreadsError extends Error {
@@ -135,8 +136,8 @@ export class DenseThreads {
   private fresh: Region[] = [];
   /** Copies of W and velocity tensors by dataId, oldest first. */
   private readonly kept = new Map<object, Region>();
-  /** Copies of W with rows padded to a multiple of 4 floats (see forward), by dataId, oldest first. */
-  private readonly padded = new Map<object, Region>();
+  /** Copies of W packed in 8-column panels (see forward), by dataId, oldest first. */
+  private readonly packed = new Map<object, Region>();
 
   /** `module`: a '-shared' build of the kernels. Starts threads − 1 workers; the caller's thread is the first. */
   constructor(module: WasmModule, threads: number, workerUrl: URL) {
@@ -180,21 +181,20 @@ export class DenseThreads {
   }
 
   /**
-   * out[m×n] = x[m×k]·W[k×n] + bias, rows of x split across the threads. W and out are laid out
-   * here with rows padded to a multiple of 4 floats, which keeps the kernel's loads aligned
-   * (assembly/dense.ts denseForwardStrided); the padded W is kept for the next product with it.
+   * out[m×n] = x[m×k]·W[k×n] + bias, rows of x split across the threads. W is read packed in
+   * panels of 8 columns (assembly/dense.ts packPanels), kept for the next product with it.
    */
   forward(
     heap: ArrayBufferLike, x: TensorRef | Float32Array, w: TensorRef, bias: TensorRef | null, out: number, m: number, k: number, n: number,
   ): void {
-    const stride = paddedStride(n);
     const xIn = this.region(`x${k}`, m * k);
     const fromArray = x instanceof Float32Array;
     const copyX = fromArray || xIn.tag !== x.dataId;
     xIn.tag = null;
-    const wIn = this.paddedCopy(heap, w, k, n, stride);
+    const wIn = this.packedCopy(heap, w, k, n);
     const biasIn = bias ? this.input(heap, 'bias', bias, n, false) : null;
-    const outIn = this.region('out', m * stride);
+    const outIn = this.region('out', m * n);
+    const tiles = this.tiles('tile', FORWARD_TILE_FLOATS);
     const parts = splitRows(m, this.threads, 4, callerShare(n, this.threads, copyX));
     // Each part's rows of x are copied just before that part starts.
     const prepare = ([begin, end]: [number, number]) => {
@@ -202,16 +202,11 @@ export class DenseThreads {
       const rows = new Float32Array(this.memory.buffer, xIn.offset + begin * k * 4, (end - begin) * k);
       rows.set(fromArray ? x.subarray(begin * k, end * k) : new Float32Array(heap, x.offset + begin * k * 4, (end - begin) * k));
     };
-    this.run(parts, ([begin, end]) => [OP_FORWARD, [
-      xIn.offset + begin * k * 4, wIn.offset, biasIn ? biasIn.offset : 0, outIn.offset + begin * stride * 4, end - begin, k, n, stride,
+    this.run(parts, ([begin, end], t) => [OP_FORWARD, [
+      xIn.offset + begin * k * 4, wIn.offset, biasIn ? biasIn.offset : 0, outIn.offset + begin * n * 4, tiles[t].offset, end - begin, k, n,
     ], []], { prepare });
     if (!fromArray) xIn.tag = x.dataId;
-    if (stride === n) this.copyOut(heap, outIn, out, m * n);
-    else {
-      const compact = this.region('outCompact', m * n);
-      this.kernels.copyRows(outIn.offset, stride, compact.offset, n, m, n);
-      this.copyOut(heap, compact, out, m * n);
-    }
+    this.copyOut(heap, outIn, out, m * n);
   }
 
   /**
@@ -230,8 +225,7 @@ export class DenseThreads {
     const outWIn = this.allocate(size);
     const outVIn = outV ? this.allocate(size) : null;
     this.fresh = outVIn ? [outWIn, outVIn] : [outWIn];
-    const scratch = this.workers.map((_, t) => this.region(`scratch${t + 1}`, m * 16));
-    scratch.unshift(this.region('scratch0', m * 16));
+    const scratch = this.tiles('scratch', m * 16);
     const parts = splitRows(k, this.threads, 16);
     // Rows [begin, end) of outW and outV back into the tfjs outputs: this thread's own as soon as
     // they are done (the other threads may still be computing), the rest after all finished.
@@ -242,19 +236,18 @@ export class DenseThreads {
       this.copyOut(heap, { offset: outWIn.offset + at, floats }, outW.offset + at, floats);
       if (outV && outVIn) this.copyOut(heap, { offset: outVIn.offset + at, floats }, outV.offset + at, floats);
     };
-    // The next x·W with the new W reads it row-padded (see forward): each thread pads its own rows.
-    const stride = paddedStride(n);
-    const paddedW = v && stride !== n ? this.allocate(k * stride) : null;
+    // The next x·W with the new W reads it packed (see forward): each thread packs its own rows.
+    const packedW = v ? this.allocate(packedFloats(k, n)) : null;
     let ownRows: [number, number] = [0, 0];
     this.run(parts, ([begin, end], t) => [OP_WEIGHT_STEP, [
       xIn.offset, gIn.offset, wIn.offset, vIn ? vIn.offset : 0, outWIn.offset, outVIn ? outVIn.offset : 0, scratch[t].offset,
-      m, k, n, v ? 1 : 0, begin, end, paddedW ? paddedW.offset : 0, stride,
+      m, k, n, v ? 1 : 0, begin, end, packedW ? packedW.offset : 0,
     ], [decay, learningRate, momentum]], { ownDone: (part) => { ownRows = part; copyRowsOut(...part); } });
     copyRowsOut(0, ownRows[0]);
     copyRowsOut(ownRows[1], k);
     this.keep(outW.dataId, outWIn);
     if (outV && outVIn) this.keep(outV.dataId, outVIn);
-    if (paddedW) this.keepPadded(outW.dataId, paddedW);
+    if (packedW) this.keepPacked(outW.dataId, packedW);
   }
 
   /**
@@ -333,11 +326,11 @@ export class DenseThreads {
 
   private runHere(op: number, ints: number[], floats: number[]): void {
     const i = (n: number) => ints[n];
-    if (op === OP_FORWARD) this.kernels.denseForwardStrided(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7));
+    if (op === OP_FORWARD) this.kernels.denseForwardPacked(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7));
     else {
       this.kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), floats[0], floats[1], floats[2], i(10), i(11), i(12));
-      const [begin, end, n, padded, stride] = [i(11), i(12), i(9), i(13), i(14)];
-      if (padded !== 0) this.kernels.copyRows(i(4) + begin * n * 4, n, padded + begin * stride * 4, stride, end - begin, n);
+      const [begin, end, k, n, packed] = [i(11), i(12), i(8), i(9), i(13)];
+      if (packed !== 0) this.kernels.packPanels(i(4), packed, k, n, begin, end);
     }
   }
 
@@ -396,23 +389,27 @@ export class DenseThreads {
     return region;
   }
 
-  /** The row-padded copy of a W tensor (stride floats per row), made now (from the kept copy when there is one) if there is none. */
-  private paddedCopy(heap: ArrayBufferLike, w: TensorRef, k: number, n: number, stride: number): Region {
-    if (stride === n) return this.keptCopy(heap, w, k * n);
-    const found = this.padded.get(w.dataId);
+  /** One named region of `floats` per thread (index t: thread t's), for per-thread scratch. */
+  private tiles(name: string, floats: number): Region[] {
+    return Array.from({ length: this.threads }, (_, t) => this.region(`${name}${t}`, floats));
+  }
+
+  /** The panel-packed copy of a W tensor, made now (from the kept copy when there is one) if there is none. */
+  private packedCopy(heap: ArrayBufferLike, w: TensorRef, k: number, n: number): Region {
+    const found = this.packed.get(w.dataId);
     if (found) return found;
     const compact = this.kept.get(w.dataId) ?? this.input(heap, 'wCompact', w, k * n, false);
-    const region = this.allocate(k * stride);
-    this.kernels.copyRows(compact.offset, n, region.offset, stride, k, n);
-    this.keepPadded(w.dataId, region);
+    const region = this.allocate(packedFloats(k, n));
+    this.kernels.packPanels(compact.offset, region.offset, k, n, 0, k);
+    this.keepPacked(w.dataId, region);
     return region;
   }
 
-  private keepPadded(dataId: object, region: Region): void {
-    this.padded.set(dataId, region);
-    while (this.padded.size > KEPT_PADDED_COPIES) {
-      const [oldest, oldRegion] = this.padded.entries().next().value as [object, Region];
-      this.padded.delete(oldest);
+  private keepPacked(dataId: object, region: Region): void {
+    this.packed.set(dataId, region);
+    while (this.packed.size > KEPT_PACKED_COPIES) {
+      const [oldest, oldRegion] = this.packed.entries().next().value as [object, Region];
+      this.packed.delete(oldest);
       this.release(oldRegion);
     }
   }

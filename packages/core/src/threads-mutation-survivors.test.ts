@@ -198,9 +198,9 @@ describe('DenseThreads: a worker that starts and then never answers', () => {
 });
 
 describe('DenseThreads: products', () => {
-  test("the new W of a momentum step, row-padded by each thread, is what the next x·W reads", () =>
+  test("the new W of a momentum step, packed by each thread, is what the next x·W reads", () =>
     withPool(2, (pool) => {
-      const [m, k, n] = [8, 40, 9]; // n = 9: rows padded to 12 floats; k = 40: both threads step rows of W
+      const [m, k, n] = [8, 40, 9]; // n = 9: a full panel and one of 1 column; k = 40: both threads step and pack rows of W
       const { heap, ref, at } = makeHeap({ x: m * k, g: m * n, w: k * n, v: k * n, outW: k * n, outV: k * n, b: n, out: m * n });
       heap.set(smallInts(5, m * k), at.x);
       heap.set(smallInts(6, m * n), at.g);
@@ -219,7 +219,7 @@ describe('DenseThreads: products', () => {
           expectedW[p * n + j] = heap[at.w + p * n + j] - (heap[at.v + p * n + j] + grad);
         }
       expect(Array.from(heap.subarray(at.outW, at.outW + k * n))).toEqual(Array.from(expectedW));
-      // x·W' + b with W' the step's output tensor: the pool's padded copy of it.
+      // x·W' + b with W' the step's output tensor: the pool's packed copy of it.
       const rows = smallInts(10, m * k);
       pool.forward(heap.buffer, rows, ref('outW'), ref('b'), at.out * 4, m, k, n);
       expect(Array.from(heap.subarray(at.out, at.out + m * n))).toEqual(Array.from(product(rows, expectedW, heap.slice(at.b, at.b + n), m, k, n)));
@@ -229,7 +229,7 @@ describe('DenseThreads: products', () => {
   test('training steps in a loop reuse the memory of the copies they drop: it stops growing after the first steps', () =>
     withPool(2, (pool) => {
       // Arrange: as in training, every step reads the previous step's W and v and writes new
-      // tensors (new dataIds), on a new batch x and gradient g; n = 9 pads W's rows to 12 floats.
+      // tensors (new dataIds), on a new batch x and gradient g; n = 9 makes a packed W of 2 panels.
       const [m, k, n] = [8, 40, 9];
       const { heap, at } = makeHeap({ x: m * k, g: m * n, w0: k * n, v0: k * n, w1: k * n, v1: k * n, b: n, out: m * n });
       const fresh = (name: string): TensorRef => ({ dataId: {}, offset: at[name] * 4 });
@@ -252,11 +252,11 @@ describe('DenseThreads: products', () => {
       const afterWarmUp = top();
       for (let s = 6; s < 30; s++) step(s);
 
-      // Assert: dropped copies (W, v, padded W) were released and their memory reused.
+      // Assert: dropped copies (W, v, packed W) were released and their memory reused.
       expect(top()).toBe(afterWarmUp);
     }));
 
-  test("a 64 MiB W (n = 8) is padded to whole 16-byte rows and no more: its padded copy fits the threads' 1 GiB", () =>
+  test("a 64 MiB W (n = 8) is packed in one panel of 8 columns and no more: its copies fit the threads' 1 GiB", () =>
     withPool(2, (pool) => {
       const [m, k, n] = [1, 2 ** 21, 8];
       const { heap, ref, at } = makeHeap({ w: k * n, out: m * n });
@@ -330,9 +330,10 @@ describe('DenseThreads: products', () => {
       for (const [, region] of scratch) expect(region.floats).toBeGreaterThanOrEqual(m * 16);
     }));
 
-  test.each([[1], [2], [3]])('%i thread(s): x·W + b with and without b, from arrays and tensors, padded and not', (threads) =>
+  test.each([[1], [2], [3]])('%i thread(s): x·W + b with and without b, from arrays and tensors, whole panels and not', (threads) =>
     withPool(threads, (pool) => {
-      for (const [m, k, n] of [[9, 7, 5], [23, 18, 9], [6, 16, 12]]) {
+      // The last two cross every block edge of the packed kernel: rows past a 64-row tile with 4k + 2 left, k past 256-term passes, n past a group of 8 panels with a part panel.
+      for (const [m, k, n] of [[9, 7, 5], [23, 18, 9], [6, 16, 12], [70, 600, 75], [130, 520, 8]]) {
         const { heap, ref, at } = makeHeap({ x: m * k, w: k * n, b: n, out: m * n });
         const x = smallInts(m, m * k);
         const w = smallInts(k, k * n);

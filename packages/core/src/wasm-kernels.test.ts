@@ -4,10 +4,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { CoreArgumentError } from './errors.js';
 import {
-  allowRelaxedSimd, blends, configureWasmKernels, wasmKernelStatus, denseInputGradient, denseMomentumStep, denseScores, denseWeightGradient, kernelExports,
+  allowRelaxedSimd, blends, configureKernelThreads, configureWasmKernels, wasmKernelStatus, denseInputGradient, denseMomentumStep, denseScores, denseWeightGradient, kernelExports,
   momentumSteps, softmaxCrossEntropy, sumOfSquares,
   type WasmKernelVariant, type WasmBackendInternals,
 } from './wasm-kernels.js';
+import { packedFloats } from './dense-threads.js';
 import { createModel, disposeModel, modelFromValues, modelValues } from './model.js';
 import { resolveConfig } from './config.js';
 import { forwardTrace } from './network.js';
@@ -15,8 +16,10 @@ import { createMomentumState, disposeMomentumState, trainStep } from './train-st
 import { createPrng, nextNormal } from './prng.js';
 
 // The wasm kernels (assembly/) against float64 sums, on every shape path: n < 8
-// (scalar), n ≥ 8 with an overlapping last column block, row counts that are not multiples of
-// 4, and k ≥ 16 (the weight step's packed copy of x). The equivalence suite checks them again
+// (scalar), n ≥ 8 with a part panel (n mod 8 ≠ 0) or, past 64, a second group of panels (x·W) and
+// an overlapping last column block (weight step), row counts that are not multiples of 4 and,
+// past 64, a second tile of rows, k past one 256-term pass of x·W, and k ≥ 16 (the weight step's
+// packed copy of x). The equivalence suite checks them again
 // inside whole networks against @bnmlp/reference.
 
 const UNIT_ROUNDOFF = 2 ** -24;
@@ -171,6 +174,36 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     expect(kernels).toHaveLength(15);
     disposeMomentumState(state);
     disposeModel(model);
+  });
+
+  test.each([[1], [2]])('x·W + b across every block edge of the packed kernel, on %i thread(s): exact in small integers', (threads) => {
+    // Arrange: 70 rows (a 64-row tile, then 4 + 2), k = 600 (passes of 256, 256, 88), n = 75 (a
+    // group of 8 panels, then one whole panel and a part panel of 3); integers in [−3, 3], so every
+    // sum is exact in float32 and any dropped, repeated or misplaced term shows.
+    const [m, k, n] = [70, 600, 75];
+    const ints = (seed: number, size: number) => {
+      const prng = createPrng(seed);
+      return Float32Array.from({ length: size }, () => Math.round(Math.max(-3, Math.min(3, nextNormal(prng) * 2))));
+    };
+    const [x, w, b] = [ints(1, m * k), ints(2, k * n), ints(3, n)];
+    const expected = new Float32Array(m * n);
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) {
+        let sum = b[j];
+        for (let p = 0; p < k; p++) sum += x[i * k + p] * w[p * n + j];
+        expected[i * n + j] = sum;
+      }
+    configureKernelThreads(threads, { minWork: 1 });
+    try {
+      // Act
+      const scores = tf.tidy(() => denseScores(tf.tensor2d(x, [m, k]), tf.tensor2d(w, [k, n]), tf.tensor1d(b)).dataSync());
+
+      // Assert
+      expect(wasmKernelStatus().threads).toBe(threads);
+      expect(Array.from(scores)).toEqual(Array.from(expected));
+    } finally {
+      configureKernelThreads('auto', { minWork: 1 << 20 }); // the defaults, which the other tests here expect
+    }
   });
 
   test('g·Wᵀ below the threading threshold is one kernel with the bits of the dense kernel\'s (W·gᵀ)ᵀ', async () => {
@@ -342,7 +375,7 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
       outW: make([k, n]), outV: make([k, n]), denseScratch: make([m * 16]), scores: make([m, n]),
       mean: make([n]), variance: make([n]), invStd: make([n]), normalized: make([m, n]), pre: make([m, n]), relu: make([m, n]), bnScratch: make([8 * n]),
       gS: make([m, n]), dGamma: make([n]), dBeta: make([n]), outTheta: make([n]), outThetaV: make([n]), blended: make([n]),
-      ceGrad: make([m, n]), ceLoss: make([1]), sumSq: make([1]), paddedScores: make([m, 16]), copied: make([k, 16]),
+      ceGrad: make([m, n]), ceLoss: make([1]), sumSq: make([1]), packedW: make([packedFloats(k, n)]), forwardTile: make([m * 16]), // n = 13: 2 panels of 8
     };
     const o = outputs;
     const backend = tf.backend() as unknown as WasmBackendInternals;
@@ -352,15 +385,14 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
 
     // Act
     kernels.denseWeightStep(at(x), at(g), at(w), at(v), at(o.outW), at(o.outV), at(o.denseScratch), m, k, n, 0.1, 0.2, 0.9, 1, 0, k);
-    kernels.denseForward(at(x), at(w), 0, at(o.scores), m, k, n);
+    kernels.packPanels(at(w), at(o.packedW), k, n, 0, k);
+    kernels.denseForwardPacked(at(x), at(o.packedW), 0, at(o.scores), at(o.forwardTile), m, k, n);
     kernels.batchNormReluForward(at(o.scores), at(gamma), at(beta), at(o.mean), at(o.variance), at(o.invStd), at(o.normalized), at(o.pre), at(o.relu), at(o.bnScratch), m, n, 1e-5);
     kernels.batchNormReluBackward(at(g), at(o.pre), at(o.normalized), at(o.invStd), at(gamma), at(o.dGamma), at(o.dBeta), at(o.gS), at(o.bnScratch), m, n);
     kernels.momentumStep(at(theta), at(gamma), at(beta), at(o.outTheta), at(o.outThetaV), n, 0.1, 0.9);
     kernels.blend(at(gamma), at(beta), at(o.blended), n, 0.9);
     kernels.softmaxCrossEntropy(at(o.scores), at(g), at(o.ceGrad), at(o.ceLoss), m, n);
     kernels.sumSquares(at(w), at(o.sumSq), k * n);
-    kernels.denseForwardStrided(at(x), at(o.copied), 0, at(o.paddedScores), m, k, n, 16);
-    kernels.copyRows(at(w), n, at(o.copied), 16, k, n);
 
     // Assert
     const after = wasmHeap();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
 import v8 from 'node:v8';
-import { DenseThreads, type DenseKernels, type TensorRef } from './dense-threads.js';
+import { DenseThreads, FORWARD_TILE_FLOATS, packedFloats, type DenseKernels, type TensorRef } from './dense-threads.js';
 import { CoreArgumentError, describeValue } from './errors.js';
 
 // TensorFlow.js kernels of our own on the wasm backend (AssemblyScript sources in assembly/).
@@ -348,6 +348,16 @@ function tryThreaded(product: () => void): boolean {
   }
 }
 
+/** a[m×k]·W[k×n] + bias in the tfjs heap, unthreaded: W packed into scratch, then the packed kernel (its sums are the threads'). */
+function denseForwardInHeap(backend: WasmBackendInternals, a: number, w: number, bias: number, out: number, m: number, k: number, n: number): void {
+  const packed = packedFloats(k, n);
+  withScratch(backend, packed + FORWARD_TILE_FLOATS, (scratch) => {
+    const kernels = kernelExports(backend);
+    kernels.packPanels(w, scratch, k, n, 0, k);
+    kernels.denseForwardPacked(a, scratch, bias, out, scratch + 4 * packed, m, k, n);
+  });
+}
+
 /** Runs `body` with a float32 scratch buffer of `floats` entries, freed afterwards. */
 function withScratch(backend: WasmBackendInternals, floats: number, body: (scratch: number) => void): void {
   const scratch = backend.makeOutput([floats], 'float32');
@@ -388,7 +398,7 @@ function registerKernels(): void {
     if (m === 0) return out;
     const threads = threadPool(activeVariant() ?? 'simd128', m * k * n);
     if (threads && tryThreaded(() => threads.forward(heap(b), ref(b, x), ref(b, w), bias ? ref(b, bias) : null, address(b, out), m, k, n))) return out;
-    kernelExports(b).denseForward(address(b, x), address(b, w), address(b, bias), address(b, out), m, k, n);
+    denseForwardInHeap(b, address(b, x), address(b, w), address(b, bias), address(b, out), m, k, n);
     return out;
   });
   register(DENSE_WEIGHT_STEP, (b, inputs, attrs) => {
@@ -504,7 +514,7 @@ function registerKernels(): void {
     withScratch(b, k * m + rows * m, (scratch) => {
       const product = scratch + 4 * k * m;
       transposeInHeap(b, address(b, g), scratch, m, k);
-      kernelExports(b).denseForward(address(b, w), scratch, 0, product, rows, k, m);
+      denseForwardInHeap(b, address(b, w), scratch, 0, product, rows, k, m);
       transposeInHeap(b, product, address(b, out), rows, m);
     });
     return out;

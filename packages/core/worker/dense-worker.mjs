@@ -39,12 +39,12 @@ for (;;) {
   const i = (n) => ctrl[INT_ARGS + n];
   const f = (n) => floats[FLOAT_ARGS + n];
   try {
-    if (op === OP_FORWARD) kernels.denseForwardStrided(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7));
+    if (op === OP_FORWARD) kernels.denseForwardPacked(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7));
     else if (op === OP_WEIGHT_STEP) {
       kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), f(0), f(1), f(2), i(10), i(11), i(12));
-      // The new W's rows, row-padded for the next x·W (src/dense-threads.ts weightStep).
-      const [begin, end, n, padded, stride] = [i(11), i(12), i(9), i(13), i(14)];
-      if (padded !== 0) kernels.copyRows(i(4) + begin * n * 4, n, padded + begin * stride * 4, stride, end - begin, n);
+      // The new W's rows, packed for the next x·W (src/dense-threads.ts weightStep).
+      const [begin, end, k, n, packed] = [i(11), i(12), i(8), i(9), i(13)];
+      if (packed !== 0) kernels.packPanels(i(4), packed, k, n, begin, end);
     }
     else throw new Error(`unknown op ${op}`);
     ctrl[STATUS] = 0;
