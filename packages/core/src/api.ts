@@ -15,7 +15,7 @@ export type InputBatch = tf.Tensor2D | Float32Matrix;
 /** Class indices in [0, classes). */
 export type Labels = Int32Array | Uint8Array | Uint16Array | readonly number[];
 
-function isTensor(x: unknown): x is tf.Tensor {
+export function isTensor(x: unknown): x is tf.Tensor {
   return x instanceof tf.Tensor;
 }
 
@@ -37,16 +37,23 @@ export function validateRowCount(op: string, model: CoreModel, rows: number, mod
 
 /** Validates X against the model and returns it as a tensor (`owned`: the caller must dispose it). */
 export function inputTensor(op: string, model: CoreModel, x: InputBatch, mode: Mode): { tensor: tf.Tensor2D; owned: boolean } {
+  validateInputBatch(op, model, x, mode);
+  if (isTensor(x)) return { tensor: x, owned: false };
+  return { tensor: tf.tensor2d(x.data, [x.rows, x.cols], 'float32'), owned: true };
+}
+
+/** Checks X (a float32 tensor or Float32Matrix with the model's input width and a usable row count); returns its rows. */
+export function validateInputBatch(op: string, model: CoreModel, x: InputBatch, mode: Mode): number {
   const { inputDim } = model.config;
   if (isTensor(x)) {
     if (x.rank !== 2 || x.shape[1] !== inputDim) throw new CoreArgumentError(op, 'X', `a rank-2 tensor [n, ${inputDim}]`, describeValue(x));
     if (x.dtype !== 'float32') throw new CoreArgumentError(op, 'X', 'dtype float32', x.dtype);
     validateRowCount(op, model, x.shape[0], mode);
-    return { tensor: x, owned: false };
+    return x.shape[0];
   }
   validateFloat32Matrix(op, x, inputDim);
   validateRowCount(op, model, x.rows, mode);
-  return { tensor: tf.tensor2d(x.data, [x.rows, x.cols], 'float32'), owned: true };
+  return x.rows;
 }
 
 export function validateLabels(op: string, labels: Labels, rows: number, classes: number): void {

@@ -7,6 +7,7 @@ import { initBackend } from './backend.js';
 import { callerShare, DenseThreads, splitRows } from './dense-threads.js';
 import { CoreArgumentError } from './errors.js';
 import { createModel, disposeModel, modelValues } from './model.js';
+import { backwardTrace, forwardTrace } from './network.js';
 import { createPrng, nextNormal } from './prng.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
 import {
@@ -46,6 +47,13 @@ function normals(seed: number, size: number): Float32Array {
 }
 
 const bits = (values: Float32Array) => Array.from(new Uint32Array(values.buffer, values.byteOffset, values.length));
+
+/** Every array a training run leaves: each layer's parameters and running averages, then every momentum buffer. */
+function trainedArrays(model: ReturnType<typeof createModel>, state: ReturnType<typeof createMomentumState>): Float32Array[] {
+  const values = modelValues(model).flatMap((layer) => [layer.W, layer.b, layer.gamma!, layer.beta!, layer.runningMean!, layer.runningVar!].filter(Boolean));
+  for (const v of state.velocity.values()) values.push(v.dataSync() as Float32Array);
+  return values;
+}
 
 describe('splitRows', () => {
   test('parts cover [0, rows) in order, without overlap, starting at multiples of the alignment', () => {
@@ -192,8 +200,7 @@ describe('training with 1 and 2 kernel threads', () => {
         // η changes every step, as under a schedule.
         losses.push(trainStep(model, state, x, labels, { lambda: 0.005, learningRate: 0.05 / (1 + step), momentum: 0.9 }, { returnLoss: true }).loss!);
       }
-      const values = modelValues(model).flatMap((layer) => [layer.W, layer.b, layer.gamma!, layer.beta!, layer.runningMean!, layer.runningVar!].filter(Boolean));
-      for (const v of state.velocity.values()) values.push(v.dataSync() as Float32Array);
+      const values = trainedArrays(model, state);
       return { losses, values };
     } finally {
       disposeMomentumState(state);
@@ -210,6 +217,99 @@ describe('training with 1 and 2 kernel threads', () => {
     expect(threadedProductCount() - before).toBeGreaterThanOrEqual(30 * 3 * 2);
     expect(two.losses).toEqual(one.losses);
     two.values.forEach((values, i) => expect(bits(values), `array ${i}`).toEqual(bits(one.values[i])));
+  });
+});
+
+describe("a train step's batch given as rows (Float32Matrix) on the threads", () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+    configureWasmKernels('auto');
+  });
+  afterAll(() => {
+    configureKernelThreads(1, { minWork: 1 << 20 });
+  });
+
+  // Layer 1 is wide in its input and narrow in its output, so a tensor of the batch (64 × 512 floats,
+  // 128 KiB) would outweigh every other tensor of the step.
+  const config = { inputDim: 512, hiddenDims: [4], classes: 10, batchNorm: true };
+  const batch = (step: number) => ({ rows: 64, cols: 512, data: normals(300 + step, 64 * 512) });
+  const labels = Array.from({ length: 64 }, (_, i) => i % 10);
+  const settings = { lambda: 0.01, learningRate: 0.05, momentum: 0.9 };
+
+  /** Trains 5 steps; `batchWrites`: how many tensors of the batch's size the steps wrote into the tfjs heap. */
+  function train(asTensor: boolean): { values: Float32Array[]; batchWrites: number } {
+    const model = createModel(config, { seed: 5 });
+    const state = createMomentumState(model);
+    const backend = tf.backend() as unknown as { write(values: ArrayLike<number> | null, ...rest: unknown[]): unknown };
+    const write = backend.write;
+    let batchWrites = 0;
+    try {
+      for (let step = 0; step < 5; step++) {
+        const x = batch(step);
+        const input = asTensor ? tf.tensor2d(x.data, [x.rows, x.cols]) : x;
+        backend.write = function (values, ...rest) {
+          if (values?.length === 64 * 512) batchWrites++;
+          return write.call(this, values, ...rest);
+        };
+        try {
+          trainStep(model, state, input, labels, settings);
+        } finally {
+          backend.write = write;
+        }
+        if (input instanceof tf.Tensor) input.dispose();
+      }
+      const values = trainedArrays(model, state);
+      return { values, batchWrites };
+    } finally {
+      disposeMomentumState(state);
+      disposeModel(model);
+    }
+  }
+
+  test('never becomes a tensor, and gives the bits of the same batch given as a tensor', () => {
+    // Arrange: the control, one thread: there each step makes a tensor of the rows, and the count sees it.
+    configureKernelThreads(1, { minWork: 1 << 20 });
+    const unthreaded = train(false);
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    const before = threadedProductCount();
+
+    // Act
+    const asRows = train(false);
+    const asTensor = train(true);
+
+    // Assert: both threaded; the rows never went into the tfjs heap.
+    expect(threadedProductCount() - before).toBeGreaterThanOrEqual(2 * 5 * 2);
+    expect(unthreaded.batchWrites).toBe(5);
+    expect(asRows.batchWrites).toBe(0);
+    asRows.values.forEach((values, i) => expect(bits(values), `array ${i}`).toEqual(bits(asTensor.values[i])));
+    asRows.values.forEach((values, i) => expect(bits(values), `array ${i}, 1 thread`).toEqual(bits(unthreaded.values[i])));
+  });
+
+  test('when the weight step cannot run on the threads, it falls back to a tensor of the rows with the same bits', () => {
+    // Arrange: one thread, so threadedMomentumStepOfRows declines; the trace's input is a placeholder.
+    configureKernelThreads(1, { minWork: 1 << 20 });
+    const model = createModel(config, { seed: 6 });
+    const x = batch(0);
+    const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), 10) as tf.Tensor2D;
+    const velocity = model.layers.map((layer) => tf.zerosLike(layer.W) as tf.Tensor2D);
+    const steps = { ...settings, velocity };
+    const bitsOfStep = (result: ReturnType<typeof backwardTrace>) => result.weightSteps!.flatMap((step) => [bits(step.w.dataSync() as Float32Array), bits(step.v.dataSync() as Float32Array)]);
+
+    // Act
+    const [fromRows, fromTensor] = tf.tidy(() => {
+      const input = tf.tensor2d(x.data, [x.rows, x.cols]);
+      const placeholderTrace = forwardTrace(model, tf.zeros([0, 512]) as tf.Tensor2D, 'train', denseScores(input, model.layers[0].W, model.layers[0].b));
+      const trace = forwardTrace(model, input, 'train');
+      return [
+        bitsOfStep(backwardTrace(model, placeholderTrace, oneHot, settings.lambda, 'train', false, { ...steps, firstLayerRows: { rows: x.data, tag: {} } })),
+        bitsOfStep(backwardTrace(model, trace, oneHot, settings.lambda, 'train', false, steps)),
+      ];
+    });
+
+    // Assert
+    expect(fromRows).toEqual(fromTensor);
+    [oneHot, ...velocity].forEach((t) => t.dispose());
+    disposeModel(model);
   });
 });
 

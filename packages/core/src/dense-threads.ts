@@ -31,6 +31,16 @@ export interface TensorRef {
   readonly offset: number;
 }
 
+/**
+ * Rows of x held in a plain Float32Array (no tensor), with a tag naming these contents: a product
+ * given the same tag finds the threads' copy of them and does not copy them again. A tag must not
+ * outlive the contents it names (a train step makes a new one for its batch).
+ */
+export interface RowsRef {
+  readonly rows: Float32Array;
+  readonly tag: object;
+}
+
 // The WebAssembly JS API as used here (the project's lib settings carry no DOM or wasm types).
 interface SharedMemory { readonly buffer: ArrayBufferLike; grow(pages: number): number }
 interface WasmModule { readonly __brand?: 'WebAssembly.Module' }
@@ -182,14 +192,17 @@ export class DenseThreads {
 
   /**
    * out[m×n] = x[m×k]·W[k×n] + bias, rows of x split across the threads. W is read packed in
-   * panels of 8 columns (assembly/dense.ts packPanels), kept for the next product with it.
+   * panels of 8 columns (assembly/dense.ts packPanels), kept for the next product with it. The
+   * copy of x is kept under the tensor's dataId or the RowsRef's tag (a plain Float32Array: not
+   * kept), so the weight step of the same layer finds it.
    */
   forward(
-    heap: ArrayBufferLike, x: TensorRef | Float32Array, w: TensorRef, bias: TensorRef | null, out: number, m: number, k: number, n: number,
+    heap: ArrayBufferLike, x: TensorRef | RowsRef | Float32Array, w: TensorRef, bias: TensorRef | null, out: number, m: number, k: number, n: number,
   ): void {
     const xIn = this.region(`x${k}`, m * k);
-    const fromArray = x instanceof Float32Array;
-    const copyX = fromArray || xIn.tag !== x.dataId;
+    const rows = x instanceof Float32Array ? x : 'rows' in x ? x.rows : null;
+    const tag = x instanceof Float32Array ? null : 'rows' in x ? x.tag : x.dataId;
+    const copyX = tag === null || xIn.tag !== tag;
     xIn.tag = null;
     const wIn = this.packedCopy(heap, w, k, n);
     const biasIn = bias ? this.input(heap, 'bias', bias, n, false) : null;
@@ -199,13 +212,13 @@ export class DenseThreads {
     // Each part's rows of x are copied just before that part starts.
     const prepare = ([begin, end]: [number, number]) => {
       if (!copyX) return;
-      const rows = new Float32Array(this.memory.buffer, xIn.offset + begin * k * 4, (end - begin) * k);
-      rows.set(fromArray ? x.subarray(begin * k, end * k) : new Float32Array(heap, x.offset + begin * k * 4, (end - begin) * k));
+      const part = new Float32Array(this.memory.buffer, xIn.offset + begin * k * 4, (end - begin) * k);
+      part.set(rows ? rows.subarray(begin * k, end * k) : new Float32Array(heap, (x as TensorRef).offset + begin * k * 4, (end - begin) * k));
     };
     this.run(parts, ([begin, end], t) => [OP_FORWARD, [
       xIn.offset + begin * k * 4, wIn.offset, biasIn ? biasIn.offset : 0, outIn.offset + begin * n * 4, tiles[t].offset, end - begin, k, n,
     ], []], { prepare });
-    if (!fromArray) xIn.tag = x.dataId;
+    xIn.tag = tag;
     this.copyOut(heap, outIn, out, m * n);
   }
 
@@ -214,11 +227,11 @@ export class DenseThreads {
    * the gradient into outW), rows of W split across the threads. Keeps copies of the outputs.
    */
   weightStep(
-    heap: ArrayBufferLike, x: TensorRef, g: TensorRef, w: TensorRef, v: TensorRef | null, outW: TensorRef, outV: TensorRef | null,
+    heap: ArrayBufferLike, x: TensorRef | RowsRef, g: TensorRef, w: TensorRef, v: TensorRef | null, outW: TensorRef, outV: TensorRef | null,
     m: number, k: number, n: number, decay: number, learningRate: number, momentum: number,
   ): void {
     const size = k * n;
-    const xIn = this.input(heap, `x${k}`, x, m * k);
+    const xIn = 'rows' in x ? this.rowsInput(x, k, m * k) : this.input(heap, `x${k}`, x, m * k);
     const gIn = this.input(heap, 'g', g, m * n, false);
     const wIn = this.keptCopy(heap, w, size);
     const vIn = v ? this.keptCopy(heap, v, size) : null;
@@ -360,6 +373,16 @@ export class DenseThreads {
     if (!reuse || region.tag !== t.dataId) {
       this.copyIn(heap, t.offset, region, floats);
       region.tag = reuse ? t.dataId : null;
+    }
+    return region;
+  }
+
+  /** The x region holding the rows of `x`, copied in unless it holds them already (same tag). */
+  private rowsInput(x: RowsRef, k: number, floats: number): Region {
+    const region = this.region(`x${k}`, floats);
+    if (region.tag !== x.tag) {
+      new Float32Array(this.memory.buffer, region.offset, floats).set(x.rows.subarray(0, floats));
+      region.tag = x.tag;
     }
     return region;
   }

@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   batchNormReluBackward, batchNormReluForward, denseInputGradient, denseMomentumStep, denseScores, denseWeightGradient, softmaxCrossEntropy, sumOfSquares,
+  threadedMomentumStepOfRows,
 } from './wasm-kernels.js';
+import type { RowsRef } from './dense-threads.js';
 import type { CoreModel } from './model.js';
 
 // The hand-written float32 forward and backward passes, op for op the math of
@@ -100,6 +102,11 @@ export interface FusedWeightSteps {
   readonly learningRate: number;
   readonly momentum: number;
   readonly velocity: readonly tf.Tensor2D[];
+  /**
+   * The batch as rows, when layer 1's x·W ran on the kernel threads from them (the trace's input
+   * is then only a placeholder): its weight step reads them there too.
+   */
+  readonly firstLayerRows?: RowsRef;
 }
 
 export interface BackwardResult {
@@ -163,8 +170,11 @@ export function backwardTrace(
     }
     let dW: tf.Tensor2D | null = null;
     if (steps && weightSteps) {
-      const { learningRate, momentum, velocity } = weightSteps;
-      steps[l] = denseMomentumStep(t.input, g, layer.W, velocity[l], { lambda, learningRate, momentum });
+      const { learningRate, momentum, velocity, firstLayerRows } = weightSteps;
+      const settings = { lambda, learningRate, momentum };
+      const rows = l === 0 ? firstLayerRows : undefined;
+      steps[l] = (rows && threadedMomentumStepOfRows(rows, g, layer.W, velocity[l], settings)) ||
+        denseMomentumStep(rows ? tf.tensor2d(rows.rows.subarray(0, n * layer.W.shape[0]), [n, layer.W.shape[0]]) : t.input, g, layer.W, velocity[l], settings);
     } else {
       dW = denseWeightGradient(t.input, g, layer.W, lambda);
     }

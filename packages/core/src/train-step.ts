@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { inputTensor, oneHotTensor, validateLabels, validateNonNegative, type InputBatch, type Labels } from './api.js';
+import { isTensor, oneHotTensor, validateInputBatch, validateLabels, validateNonNegative, type InputBatch, type Labels } from './api.js';
 import { CoreArgumentError, describeValue } from './errors.js';
 import { parameterEntries, type CoreModel, type ParameterEntry } from './model.js';
 import { backwardTrace, forwardTrace, lossTensors } from './network.js';
-import { blends, momentumSteps } from './wasm-kernels.js';
+import { blends, momentumSteps, threadedScoresOfRows } from './wasm-kernels.js';
 
 export interface SgdSettings {
   /** L2 strength in J = loss + λ Σ‖W‖². */
@@ -53,38 +53,43 @@ export function trainStep(
 ): TrainStepResult {
   const op = 'trainStep';
   validateSettings(op, settings);
-  const input = inputTensor(op, model, x, 'train');
-  try {
-    validateLabels(op, labels, input.tensor.shape[0], model.config.classes);
-    const entries = parameterEntries(model);
-    // All checked before anything is updated: a bad buffer must not leave a half-applied step.
-    for (const e of entries) {
-      const v = state?.velocity?.get(e.name);
-      if (!v) throw new CoreArgumentError(op, 'state', `momentum buffers for ${e.name} (createMomentumState(model))`, 'missing');
-      if (v.shape.join(',') !== e.variable.shape.join(','))
-        throw new CoreArgumentError(op, `state.velocity.${e.name}`, `shape [${e.variable.shape.join(',')}]`, `shape [${v.shape.join(',')}]`);
-    }
-    let loss: number | null = null;
-    tf.tidy(() => {
-      const oneHot = oneHotTensor(labels, model.config.classes);
-      const trace = forwardTrace(model, input.tensor, 'train');
-      const weights = entries.filter((e) => e.kind === 'W'); // one per layer, in layer order
-      const wVelocity = weights.map((e) => state.velocity.get(e.name)! as tf.Variable<tf.Rank.R2>);
-      const grads = backwardTrace(model, trace, oneHot, settings.lambda, 'train', false, { ...settings, velocity: wVelocity });
-      // Read before anything is assigned: the loss of the parameters the batch saw.
-      if (options.returnLoss) loss = (grads.crossEntropy ?? lossTensors(model, trace.logits, oneHot, 0).loss).dataSync()[0];
-      // W and its velocity were stepped in the backward pass (on wasm in one kernel per layer).
-      grads.weightSteps!.forEach((step, l) => {
-        wVelocity[l].assign(step.v);
-        weights[l].variable.assign(step.w);
-      });
-      applyMomentum(entries.filter((e) => e.kind !== 'W'), state, grads.layers, settings);
-      updateRunningAverages(model, trace.layers);
-    });
-    return { loss };
-  } finally {
-    if (input.owned) input.tensor.dispose();
+  const rows = validateInputBatch(op, model, x, 'train');
+  validateLabels(op, labels, rows, model.config.classes);
+  const entries = parameterEntries(model);
+  // All checked before anything is updated: a bad buffer must not leave a half-applied step.
+  for (const e of entries) {
+    const v = state?.velocity?.get(e.name);
+    if (!v) throw new CoreArgumentError(op, 'state', `momentum buffers for ${e.name} (createMomentumState(model))`, 'missing');
+    if (v.shape.join(',') !== e.variable.shape.join(','))
+      throw new CoreArgumentError(op, `state.velocity.${e.name}`, `shape [${e.variable.shape.join(',')}]`, `shape [${v.shape.join(',')}]`);
   }
+  let loss: number | null = null;
+  tf.tidy(() => {
+    const oneHot = oneHotTensor(labels, model.config.classes);
+    // When layer 1's products run on the kernel threads, a Float32Matrix batch goes there as rows,
+    // without a tensor of it (one copy of the batch fewer; see threadedScoresOfRows). A new tag
+    // names this batch's contents, which the caller may overwrite after the step.
+    const firstLayerRows = isTensor(x) ? null : { rows: x.data, tag: {} };
+    const first = model.layers[0];
+    const firstScores = firstLayerRows ? threadedScoresOfRows(firstLayerRows, rows, first.W, first.b) : null;
+    const input = isTensor(x) ? x : firstScores ? (tf.zeros([0, x.cols]) as tf.Tensor2D) : tf.tensor2d(x.data, [x.rows, x.cols], 'float32');
+    const trace = forwardTrace(model, input, 'train', firstScores);
+    const weights = entries.filter((e) => e.kind === 'W'); // one per layer, in layer order
+    const wVelocity = weights.map((e) => state.velocity.get(e.name)! as tf.Variable<tf.Rank.R2>);
+    const grads = backwardTrace(model, trace, oneHot, settings.lambda, 'train', false, {
+      ...settings, velocity: wVelocity, ...(firstScores && firstLayerRows ? { firstLayerRows } : {}),
+    });
+    // Read before anything is assigned: the loss of the parameters the batch saw.
+    if (options.returnLoss) loss = (grads.crossEntropy ?? lossTensors(model, trace.logits, oneHot, 0).loss).dataSync()[0];
+    // W and its velocity were stepped in the backward pass (on wasm in one kernel per layer).
+    grads.weightSteps!.forEach((step, l) => {
+      wVelocity[l].assign(step.v);
+      weights[l].variable.assign(step.w);
+    });
+    applyMomentum(entries.filter((e) => e.kind !== 'W'), state, grads.layers, settings);
+    updateRunningAverages(model, trace.layers);
+  });
+  return { loss };
 }
 
 function applyMomentum(entries: ParameterEntry[], state: MomentumState, grads: ReturnType<typeof backwardTrace>['layers'], { learningRate, momentum }: SgdSettings): void {

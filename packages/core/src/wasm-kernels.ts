@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
 import v8 from 'node:v8';
-import { DenseThreads, FORWARD_TILE_FLOATS, packedFloats, type DenseKernels, type TensorRef } from './dense-threads.js';
+import { DenseThreads, FORWARD_TILE_FLOATS, packedFloats, type DenseKernels, type RowsRef, type TensorRef } from './dense-threads.js';
 import { CoreArgumentError, describeValue } from './errors.js';
 
 // TensorFlow.js kernels of our own on the wasm backend (AssemblyScript sources in assembly/).
@@ -539,12 +539,13 @@ export function denseScores(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, weig
 /**
  * x·W + b for rows given as a plain array, when this product runs on the kernel threads: the rows
  * are copied once, straight into the threads' memory (no tfjs tensor of x). null otherwise (the
- * caller makes a tensor of x and calls denseScores). For inference over large sets.
+ * caller makes a tensor of x and calls denseScores). For inference over large sets, and for a
+ * train step's first layer, whose weight step then finds the same rows there by the RowsRef's tag
+ * (threadedMomentumStepOfRows).
  */
-export function threadedScoresOfRows(x: Float32Array, rows: number, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D | null {
+export function threadedScoresOfRows(x: Float32Array | RowsRef, rows: number, w: tf.Tensor2D, b: tf.Tensor1D): tf.Tensor2D | null {
   const [k, n] = w.shape;
-  const variant = activeVariant();
-  const threads = variant && rows > 0 ? threadPool(variant, rows * k * n) : null;
+  const threads = activePool(rows * k * n);
   if (!threads) return null;
   const backend = tf.backend() as unknown as WasmBackendInternals;
   const out = backend.makeOutput([rows, n], 'float32');
@@ -552,6 +553,38 @@ export function threadedScoresOfRows(x: Float32Array, rows: number, w: tf.Tensor
     return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
   backend.disposeData(out.dataId, true);
   return null;
+}
+
+/**
+ * denseMomentumStep for x given as rows (see threadedScoresOfRows) when it runs on the kernel
+ * threads, which copy the rows only if the forward product did not leave them there under the
+ * same tag. null otherwise: the caller makes a tensor of x and calls denseMomentumStep.
+ */
+export function threadedMomentumStepOfRows(
+  x: RowsRef, g: tf.Tensor2D, w: tf.Tensor2D, v: tf.Tensor2D, settings: { lambda: number; learningRate: number; momentum: number },
+): { w: tf.Tensor2D; v: tf.Tensor2D } | null {
+  const [m, n] = g.shape;
+  const k = w.shape[0];
+  const threads = activePool(m * k * n);
+  if (!threads) return null;
+  const backend = tf.backend() as unknown as WasmBackendInternals;
+  const [outW, outV] = [backend.makeOutput([k, n], 'float32'), backend.makeOutput([k, n], 'float32')];
+  const { lambda, learningRate, momentum } = settings;
+  const done = tryThreaded(() =>
+    threads.weightStep(heap(backend), x, ref(backend, g), ref(backend, w), ref(backend, v), ref(backend, outW), ref(backend, outV), m, k, n, 2 * lambda, learningRate, momentum),
+  );
+  if (!done) {
+    for (const out of [outW, outV]) backend.disposeData(out.dataId, true);
+    return null;
+  }
+  const [nextW, nextV] = [outW, outV].map((out) => tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D);
+  return { w: nextW, v: nextV };
+}
+
+/** The kernel threads for a product of `work` multiply-adds on the active build, or null. */
+function activePool(work: number): DenseThreads | null {
+  const variant = activeVariant();
+  return variant && work > 0 ? threadPool(variant, work) : null;
 }
 
 /**
