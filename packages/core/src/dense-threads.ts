@@ -1,9 +1,10 @@
 import { Worker } from 'node:worker_threads';
 
 // The dense layers' two large products on several threads: x·W + b split by rows of x (W packed
-// in 8-column panels, assembly/dense.ts packPanels), and the fused weight step split by rows of W. Each output entry is the same sum in
-// the same order whichever thread computes it, so any thread count gives the bits of one thread
-// (and of the unthreaded kernels): results never depend on the thread count.
+// in 8-column panels, assembly/dense.ts packPanels), and the fused weight step split by rows of
+// W. Each output entry is the same sum in the same order whichever thread computes it, so any
+// thread count gives the bits of one thread (and of the unthreaded kernels): results never depend
+// on the thread count.
 //
 // tfjs-backend-wasm's memory is not shared (its threaded build cannot start in Node.js), so
 // threads cannot read tensors where tfjs keeps them. The kernels' '-shared' build runs on a
