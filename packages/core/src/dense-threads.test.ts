@@ -11,7 +11,7 @@ import { backwardTrace, forwardTrace } from './network.js';
 import { createPrng, nextNormal } from './prng.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
 import {
-  allowRelaxedSimd, configureKernelThreads, configureWasmKernels, denseMomentumStep, denseScores, denseWeightGradient,
+  allowRelaxedSimd, configureKernelThreads, configureWasmKernels, createBatchBuffer, denseMomentumStep, releaseBatchBuffer, denseScores, denseWeightGradient,
   setKernelIdleTask, shutdownKernelThreads, threadedProductCount, wasmKernelStatus, type WasmKernelVariant,
 } from './wasm-kernels.js';
 
@@ -283,6 +283,43 @@ describe("a train step's batch given as rows (Float32Matrix) on the threads", ()
     expect(asRows.batchWrites).toBe(0);
     asRows.values.forEach((values, i) => expect(bits(values), `array ${i}`).toEqual(bits(asTensor.values[i])));
     asRows.values.forEach((values, i) => expect(bits(values), `array ${i}, 1 thread`).toEqual(bits(unthreaded.values[i])));
+  });
+
+  test('createBatchBuffer: in the threads\' memory on 2 threads (a step reads the rows in place), a plain array on 1; the same bits either way', () => {
+    // Arrange
+    const trainOn = (data: Float32Array) => {
+      const model = createModel(config, { seed: 7 });
+      const state = createMomentumState(model);
+      try {
+        for (let step = 0; step < 3; step++) {
+          data.set(batch(step).data);
+          trainStep(model, state, { rows: 64, cols: 512, data }, labels, settings);
+        }
+        return trainedArrays(model, state);
+      } finally {
+        disposeMomentumState(state);
+        disposeModel(model);
+      }
+    };
+    configureKernelThreads(1, { minWork: 1 << 20 });
+    const plain = createBatchBuffer(64 * 512);
+    const unthreaded = trainOn(plain);
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+
+    // Act
+    const shared = createBatchBuffer(64 * 512);
+    const before = threadedProductCount();
+    const threaded = trainOn(shared);
+
+    // Assert
+    expect(plain.buffer).toBeInstanceOf(ArrayBuffer);
+    expect(shared.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(shared).toHaveLength(64 * 512);
+    expect(threadedProductCount() - before).toBeGreaterThanOrEqual(3 * 2);
+    threaded.forEach((values, i) => expect(bits(values), `array ${i}`).toEqual(bits(unthreaded[i])));
+    releaseBatchBuffer(shared);
+    releaseBatchBuffer(plain); // not the threads': ignored
+    expect(() => createBatchBuffer(-1)).toThrow(CoreArgumentError);
   });
 
   test('when the weight step cannot run on the threads, it falls back to a tensor of the rows with the same bits', () => {

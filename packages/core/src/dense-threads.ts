@@ -149,12 +149,17 @@ export class DenseThreads {
   private readonly kept = new Map<object, Region>();
   /** Copies of W packed in 8-column panels (see forward), by dataId, oldest first. */
   private readonly packed = new Map<object, Region>();
+  /** The buffers this memory has had (one per size: growing replaces it): rows on any of them are in the threads' memory. */
+  private readonly ownBuffers = new WeakSet<object>();
+  /** Regions handed out by rowsBuffer, by the array's buffer offset, until releaseRowsBuffer. */
+  private readonly rowsBuffers = new Map<number, Region>();
 
   /** `module`: a '-shared' build of the kernels. Starts threads − 1 workers; the caller's thread is the first. */
   constructor(module: WasmModule, threads: number, workerUrl: URL) {
     this.threads = threads;
     this.memory = new WebAssemblyApi.Memory({ initial: INITIAL_PAGES, maximum: MAXIMUM_PAGES, shared: true });
     this.kernels = new WebAssemblyApi.Instance(module, { env: { memory: this.memory } }).exports as unknown as DenseKernels;
+    this.ownBuffers.add(this.memory.buffer);
     for (let t = 1; t < threads; t++) {
       const control = new SharedArrayBuffer(CONTROL_INTS * 4);
       const worker = new Worker(workerUrl, { workerData: { module, memory: this.memory, control, spinMs: WORKER_SPIN_MS } });
@@ -200,11 +205,14 @@ export class DenseThreads {
   forward(
     heap: ArrayBufferLike, x: TensorRef | RowsRef | Float32Array, w: TensorRef, bias: TensorRef | null, out: number, m: number, k: number, n: number,
   ): void {
-    const xIn = this.region(`x${k}`, m * k);
     const rows = x instanceof Float32Array ? x : 'rows' in x ? x.rows : null;
     const tag = x instanceof Float32Array ? null : 'rows' in x ? x.tag : x.dataId;
-    const copyX = tag === null || xIn.tag !== tag;
-    xIn.tag = null;
+    // Rows in a rowsBuffer are read where they are; others go to the x region (kept under the tag).
+    const inPlace = rows ? this.inPlace(rows) : null;
+    const xIn = inPlace === null ? this.region(`x${k}`, m * k) : null;
+    const copyX = xIn !== null && (tag === null || xIn.tag !== tag);
+    if (xIn) xIn.tag = null;
+    const xAt = inPlace ?? xIn!.offset;
     const wIn = this.packedCopy(heap, w, k, n);
     const biasIn = bias ? this.input(heap, 'bias', bias, n, false) : null;
     const outIn = this.region('out', m * n);
@@ -213,13 +221,13 @@ export class DenseThreads {
     // Each part's rows of x are copied just before that part starts.
     const prepare = ([begin, end]: [number, number]) => {
       if (!copyX) return;
-      const part = new Float32Array(this.memory.buffer, xIn.offset + begin * k * 4, (end - begin) * k);
+      const part = new Float32Array(this.memory.buffer, xAt + begin * k * 4, (end - begin) * k);
       part.set(rows ? rows.subarray(begin * k, end * k) : new Float32Array(heap, (x as TensorRef).offset + begin * k * 4, (end - begin) * k));
     };
     this.run(parts, ([begin, end], t) => [OP_FORWARD, [
-      xIn.offset + begin * k * 4, wIn.offset, biasIn ? biasIn.offset : 0, outIn.offset + begin * n * 4, tiles[t].offset, end - begin, k, n,
+      xAt + begin * k * 4, wIn.offset, biasIn ? biasIn.offset : 0, outIn.offset + begin * n * 4, tiles[t].offset, end - begin, k, n,
     ], []], { prepare });
-    xIn.tag = tag;
+    if (xIn) xIn.tag = tag;
     this.copyOut(heap, outIn, out, m * n);
   }
 
@@ -232,7 +240,7 @@ export class DenseThreads {
     m: number, k: number, n: number, decay: number, learningRate: number, momentum: number,
   ): void {
     const size = k * n;
-    const xIn = 'rows' in x ? this.rowsInput(x, k, m * k) : this.input(heap, `x${k}`, x, m * k);
+    const xAt = 'rows' in x ? this.rowsInput(x, k, m * k) : this.input(heap, `x${k}`, x, m * k).offset;
     const gIn = this.input(heap, 'g', g, m * n, false);
     const wIn = this.keptCopy(heap, w, size);
     const vIn = v ? this.keptCopy(heap, v, size) : null;
@@ -254,7 +262,7 @@ export class DenseThreads {
     const packedW = v ? this.allocate(packedFloats(k, n)) : null;
     let ownRows: [number, number] = [0, 0];
     this.run(parts, ([begin, end], t) => [OP_WEIGHT_STEP, [
-      xIn.offset, gIn.offset, wIn.offset, vIn ? vIn.offset : 0, outWIn.offset, outVIn ? outVIn.offset : 0, scratch[t].offset,
+      xAt, gIn.offset, wIn.offset, vIn ? vIn.offset : 0, outWIn.offset, outVIn ? outVIn.offset : 0, scratch[t].offset,
       m, k, n, v ? 1 : 0, begin, end, packedW ? packedW.offset : 0,
     ], [decay, learningRate, momentum]], { ownDone: (part) => { ownRows = part; copyRowsOut(...part); } });
     copyRowsOut(0, ownRows[0]);
@@ -378,14 +386,43 @@ export class DenseThreads {
     return region;
   }
 
-  /** The x region holding the rows of `x`, copied in unless it holds them already (same tag). */
-  private rowsInput(x: RowsRef, k: number, floats: number): Region {
+  /**
+   * Where the rows of `x` are in the threads' memory (a byte offset): in place for a rowsBuffer,
+   * else the x region, copied in unless it holds them already (same tag).
+   */
+  private rowsInput(x: RowsRef, k: number, floats: number): number {
+    const inPlace = this.inPlace(x.rows);
+    if (inPlace !== null) return inPlace;
     const region = this.region(`x${k}`, floats);
     if (region.tag !== x.tag) {
       new Float32Array(this.memory.buffer, region.offset, floats).set(x.rows.subarray(0, floats));
       region.tag = x.tag;
     }
-    return region;
+    return region.offset;
+  }
+
+  /** The byte offset of `rows` when they lie in this memory (a rowsBuffer or part of one), else null. */
+  private inPlace(rows: Float32Array): number | null {
+    return this.ownBuffers.has(rows.buffer) ? rows.byteOffset : null;
+  }
+
+  /**
+   * A Float32Array of `floats` in the threads' own memory, for a training loop's batch buffers:
+   * rows gathered into it are read in place by x·W and the weight step (no copy into the x region).
+   * Held until releaseRowsBuffer.
+   */
+  rowsBuffer(floats: number): Float32Array {
+    const region = this.allocate(floats);
+    this.rowsBuffers.set(region.offset, region);
+    return new Float32Array(this.memory.buffer, region.offset, floats);
+  }
+
+  /** Returns a rowsBuffer's memory to the pool (the array must not be used after); other arrays are ignored. */
+  releaseRowsBuffer(buffer: Float32Array): void {
+    const region = this.inPlace(buffer) === null ? undefined : this.rowsBuffers.get(buffer.byteOffset);
+    if (!region) return;
+    this.rowsBuffers.delete(region.offset);
+    this.release(region);
   }
 
   /** A region for `name` of at least `floats` floats (reallocated, and its tag dropped, when too small). */
@@ -464,6 +501,7 @@ export class DenseThreads {
       } catch {
         throw new DenseThreadsError(`the threads' memory cannot grow to ${Math.ceil(end / 2 ** 20)} MiB (at most ${(MAXIMUM_PAGES * PAGE) / 2 ** 30} GiB)`);
       }
+      this.ownBuffers.add(this.memory.buffer);
     }
     this.top = end;
     return { offset, floats };

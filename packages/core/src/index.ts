@@ -14,6 +14,6 @@ export { trainStep, createMomentumState, disposeMomentumState, type MomentumStat
 export { predict, type PredictionResult } from './inference.js';
 export {
   allowRelaxedSimd, configureWasmKernels, wasmKernelStatus, WASM_KERNEL_CHOICES,
-  configureKernelThreads, shutdownKernelThreads, setKernelIdleTask, MAX_KERNEL_THREADS,
+  configureKernelThreads, shutdownKernelThreads, setKernelIdleTask, MAX_KERNEL_THREADS, createBatchBuffer, releaseBatchBuffer,
   type KernelThreadsChoice, type WasmKernelChoice, type WasmKernelStatus, type WasmKernelVariant,
 } from './wasm-kernels.js';

@@ -226,6 +226,38 @@ describe('DenseThreads: products', () => {
     }));
 
 
+  test('rows in a rowsBuffer are read in place by x·W and the weight step (no x region), exactly; released, its memory is reused', () =>
+    withPool(2, (pool) => {
+      // Arrange: x written into the pool's own memory, as the trainer's batch buffers are.
+      const [m, k, n] = [12, 40, 9];
+      const { heap, ref, at } = makeHeap({ w: k * n, v: k * n, g: m * n, outW: k * n, outV: k * n, b: n, out: m * n });
+      const buffer = pool.rowsBuffer(m * k);
+      const x = smallInts(21, m * k);
+      buffer.set(x);
+      heap.set(smallInts(22, k * n), at.w);
+      heap.set(smallInts(23, m * n), at.g);
+      heap.set(smallInts(24, n), at.b);
+      const named = (pool as unknown as { named: Map<string, unknown> }).named;
+
+      // Act
+      pool.forward(heap.buffer, { rows: buffer, tag: {} }, ref('w'), ref('b'), at.out * 4, m, k, n);
+      const scores = heap.slice(at.out, at.out + m * n);
+      pool.weightStep(heap.buffer, { rows: buffer, tag: {} }, ref('g'), ref('w'), ref('v'), ref('outW'), ref('outV'), m, k, n, 0, 1, 0);
+
+      // Assert: exact results (η = 1, ρ = 0, no decay: v' = xᵀg, W' = W − xᵀg), and no x region was made.
+      expect(Array.from(scores)).toEqual(Array.from(product(x, heap.slice(at.w, at.w + k * n), heap.slice(at.b, at.b + n), m, k, n)));
+      const xT = new Float32Array(k * m);
+      for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) xT[p * m + i] = x[i * k + p];
+      const grad = product(xT, heap.slice(at.g, at.g + m * n), null, k, m, n);
+      expect(Array.from(heap.subarray(at.outV, at.outV + k * n))).toEqual(Array.from(grad));
+      expect(Array.from(heap.subarray(at.outW, at.outW + k * n))).toEqual(Array.from(heap.slice(at.w, at.w + k * n), (w, i) => w - grad[i]));
+      expect([...named.keys()].filter((name) => name.startsWith('x'))).toEqual([]);
+      // A plain array is not the pool's, and releasing it does nothing; the released buffer's memory is handed out again.
+      pool.releaseRowsBuffer(new Float32Array(m * k));
+      pool.releaseRowsBuffer(buffer);
+      expect(pool.rowsBuffer(m * k).byteOffset).toBe(buffer.byteOffset);
+    }));
+
   test('training steps in a loop reuse the memory of the copies they drop: it stops growing after the first steps', () =>
     withPool(2, (pool) => {
       // Arrange: as in training, every step reads the previous step's W and v and writes new

@@ -263,8 +263,15 @@ function willThread(work: number): boolean {
 
 /** The pool for a product of m·k·n multiply-adds on `variant`, or null: run unthreaded. */
 function threadPool(variant: WasmKernelVariant, work: number): DenseThreads | null {
+  if (work < minThreadedWork) return null;
+  const threads = startedPool(variant);
+  return threads && !threads.shouldBackOff() ? threads : null;
+}
+
+/** The running pool for `variant` (started now if need be), or null: one thread wanted, or the threads cannot run. */
+function startedPool(variant: WasmKernelVariant): DenseThreads | null {
   const wanted = wantedThreads();
-  if (wanted === 1 || work < minThreadedWork || threadFailures.has(variant)) return null;
+  if (wanted === 1 || threadFailures.has(variant)) return null;
   if (pool && (pool.variant !== variant || pool.threads.failure)) {
     if (pool.threads.failure) threadFailures.set(pool.variant, pool.threads.failure);
     shutdownKernelThreads();
@@ -283,7 +290,34 @@ function threadPool(variant: WasmKernelVariant, work: number): DenseThreads | nu
       return null;
     }
   }
-  return pool.threads.shouldBackOff() ? null : pool.threads;
+  return pool.threads;
+}
+
+/**
+ * A Float32Array for `floats` values of training batches: in the kernel threads' own memory when
+ * they run, so a trainStep whose layer 1 runs there reads rows written into it in place (no copy
+ * of the batch at all); else a plain array. Either way it works as any Float32Array. Give it back
+ * with releaseBatchBuffer when done (a plain array needs nothing); the threads' memory is bounded
+ * (1 GiB), and past that this returns plain arrays.
+ */
+export function createBatchBuffer(floats: number): Float32Array {
+  if (!Number.isInteger(floats) || floats < 0) throw new CoreArgumentError('createBatchBuffer', 'floats', 'an integer >= 0', describeValue(floats));
+  // The backend in use, without starting one (a batcher may be made before the backend is chosen).
+  const variant = tf.engine().backendName === 'wasm' ? activeVariant() : null;
+  const threads = variant ? startedPool(variant) : null;
+  if (threads) {
+    try {
+      return threads.rowsBuffer(floats);
+    } catch (error) {
+      if ((error as Error).name !== 'DenseThreadsError') throw error;
+    }
+  }
+  return new Float32Array(floats);
+}
+
+/** Gives back a createBatchBuffer array (it must not be used after). Other arrays are ignored. */
+export function releaseBatchBuffer(buffer: Float32Array): void {
+  pool?.threads.releaseRowsBuffer(buffer);
 }
 
 /** tfjs wasm modules whose memory the kernels cannot use (say, a shared memory), with why. */

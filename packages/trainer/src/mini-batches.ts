@@ -1,4 +1,4 @@
-import { createPrng, nextInt, nextUniform, type Float32Matrix, type Prng } from '@bnmlp/core';
+import { createBatchBuffer, createPrng, nextInt, nextUniform, releaseBatchBuffer, type Float32Matrix, type Prng } from '@bnmlp/core';
 import { flipRow, type FlipTransform } from './flip.js';
 import { TrainerArgumentError } from './errors.js';
 
@@ -78,7 +78,8 @@ export class MiniBatcher {
     this.lastBatchRows = keep ? remainder : batchSize;
     this.droppedRows = keep ? 0 : remainder;
     this.order = Int32Array.from({ length: rows }, (_, i) => i);
-    this.buffer = new Float32Array(batchSize * cols);
+    // In the kernel threads' memory when they run: a train step then reads the rows in place.
+    this.buffer = createBatchBuffer(batchSize * cols);
     this.labelBuffer = new Int32Array(batchSize);
     this.prng = createPrng(seed);
     this.flip = options.flip ?? null;
@@ -135,7 +136,7 @@ export class MiniBatcher {
    * returned last stays valid: the spare buffers are the ones before it.
    */
   prefetch(index: number): void {
-    this.spare ??= [new Float32Array(this.buffer.length), new Int32Array(this.labelBuffer.length)];
+    this.spare ??= [createBatchBuffer(this.buffer.length), new Int32Array(this.labelBuffer.length)];
     this.fill(index, ...this.spare);
     this.prefetched = { index, shuffles: this.shuffles };
   }
@@ -155,6 +156,14 @@ export class MiniBatcher {
       else target.set(source);
       labelBuffer[r] = labels[row];
     }
+  }
+
+  /** Gives the batch buffers back to the kernel threads' memory (see createBatchBuffer); no batch may be used after. */
+  dispose(): void {
+    releaseBatchBuffer(this.buffer);
+    if (this.spare) releaseBatchBuffer(this.spare[0]);
+    this.spare = null;
+    this.prefetched = null;
   }
 
   state(): MiniBatcherState {

@@ -142,10 +142,12 @@ export async function trainNetwork(config: TrainConfig, data: PreparedData, opti
   const resume = options.resume ?? null;
   const model = resume ? modelFromValues(networkConfig, resume.layers) : createModel(networkConfig, { init: config.network.init, seed: config.seed });
   const momentum = createMomentumState(model);
+  let batchBuffers: MiniBatcher | null = null; // disposed at the end (its buffers may live in the kernel threads' memory)
   try {
     if (resume) restoreMomentum(momentum, resume.velocity);
     const batchSize = Math.min(config.batchSize, data.train.x.rows);
     const batcher = new MiniBatcher(data.train, batchSize, config.seed, { keepRemainder: true, minBatchRows: bn ? 2 : 1, flip: data.flip });
+    batchBuffers = batcher;
     if (resume) batcher.restore(resume.batcher);
     const notes = [...data.notes];
     if (batchSize < config.batchSize) notes.push(`batch size ${config.batchSize} is more than the ${data.train.x.rows} training rows: using ${batchSize}`);
@@ -234,6 +236,7 @@ export async function trainNetwork(config: TrainConfig, data: PreparedData, opti
     disposeModel(model);
     throw error;
   } finally {
+    batchBuffers?.dispose();
     disposeMomentumState(momentum);
   }
 }

@@ -1,7 +1,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  configureKernelThreads, configureWasmKernels, createModel, createMomentumState, disposeModel, disposeMomentumState, initBackend, trainStep, wasmKernelStatus,
+  configureKernelThreads, configureWasmKernels, createBatchBuffer, createModel, createMomentumState, disposeModel, disposeMomentumState, initBackend,
+  releaseBatchBuffer, trainStep, wasmKernelStatus,
   type BackendName, type Float32Matrix, type KernelThreadsChoice, type WasmKernelChoice, type WasmKernelVariant,
 } from '@bnmlp/core';
 import { CliArgumentError } from '../errors.js';
@@ -167,7 +168,7 @@ export function measureOurRow(set: { x: Float32Matrix; labels: Uint8Array }, bat
   const model = createModel({ inputDim: cols, hiddenDims: hidden, classes: CLASSES, batchNorm: true }, { seed });
   const state = createMomentumState(model);
   const settings = { lambda: 1e-4, learningRate: 0.01, momentum: 0.9 };
-  const x = new Float32Array(batch * cols);
+  const x = createBatchBuffer(batch * cols); // as the trainer's batches: in the kernel threads' memory when they run
   const labels = new Uint8Array(batch);
   const input = { rows: batch, cols, data: x };
   let rng = (seed ^ 0x5bd1e995) >>> 0 || 1;
@@ -193,6 +194,7 @@ export function measureOurRow(set: { x: Float32Matrix; labels: Uint8Array }, bat
     for (let i = 0; i < steps; i++) times.push(step());
     return { msPerStep: median(times), steps, warmup: warm.length };
   } finally {
+    releaseBatchBuffer(x);
     disposeModel(model);
     disposeMomentumState(state);
   }

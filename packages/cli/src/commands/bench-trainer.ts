@@ -98,8 +98,8 @@ function gc(): void {
 async function bareEpoch(data: PreparedData, options: TrainerBenchOptions): Promise<number> {
   const model = createModel({ inputDim: CIFAR_PIXELS, hiddenDims: options.hidden, classes: 10, batchNorm: true }, { seed: options.seed });
   const state = createMomentumState(model);
+  const batcher = new MiniBatcher(data.train, options.batch, options.seed, { keepRemainder: true, minBatchRows: 2 });
   try {
-    const batcher = new MiniBatcher(data.train, options.batch, options.seed, { keepRemainder: true, minBatchRows: 2 });
     const started = performance.now();
     batcher.shuffle();
     for (let i = 0; i < batcher.batchesPerEpoch; i++) {
@@ -111,6 +111,7 @@ async function bareEpoch(data: PreparedData, options: TrainerBenchOptions): Prom
     }
     return (performance.now() - started) / 1000;
   } finally {
+    batcher.dispose();
     disposeModel(model);
     disposeMomentumState(state);
   }

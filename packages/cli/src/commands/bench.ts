@@ -268,6 +268,7 @@ export async function runBench(options: BenchOptions, onProgress: (message: stri
       peer: peerSkip ?? comparePeer(runs, peerRuns),
     };
   } finally {
+    batcher.dispose();
     disposeModel(model);
     disposeMomentumState(state);
   }
