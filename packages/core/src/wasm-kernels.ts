@@ -572,7 +572,8 @@ export function denseScores(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, weig
 
 /**
  * x·W + b for rows given as a plain array, when this product runs on the kernel threads: the rows
- * are copied once, straight into the threads' memory (no tfjs tensor of x). null otherwise (the
+ * are copied once, straight into the threads' memory (no tfjs tensor of x), or read where they are
+ * when the array is a createBatchBuffer one. null otherwise (the
  * caller makes a tensor of x and calls denseScores). For inference over large sets, and for a
  * train step's first layer, whose weight step then finds the same rows there by the RowsRef's tag
  * (threadedMomentumStepOfRows).
