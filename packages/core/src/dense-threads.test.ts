@@ -6,10 +6,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { callerShare, DenseThreads, splitRows } from './dense-threads.js';
 import { CoreArgumentError } from './errors.js';
-import { createModel, disposeModel, modelValues } from './model.js';
+import { createModel, disposeModel, modelValues, type CoreModel } from './model.js';
 import { backwardTrace, forwardTrace } from './network.js';
 import { createPrng, nextNormal } from './prng.js';
-import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
+import { createMomentumState, disposeMomentumState, trainStep, type MomentumState } from './train-step.js';
 import {
   allowRelaxedSimd, configureKernelThreads, configureWasmKernels, createBatchBuffer, denseMomentumStep, releaseBatchBuffer, denseScores, denseWeightGradient,
   setKernelIdleTask, shutdownKernelThreads, threadedProductCount, wasmKernelStatus, type WasmKernelVariant,
@@ -48,11 +48,24 @@ function normals(seed: number, size: number): Float32Array {
 
 const bits = (values: Float32Array) => Array.from(new Uint32Array(values.buffer, values.byteOffset, values.length));
 
-/** Every array a training run leaves: each layer's parameters and running averages, then every momentum buffer. */
-function trainedArrays(model: ReturnType<typeof createModel>, state: ReturnType<typeof createMomentumState>): Float32Array[] {
-  const values = modelValues(model).flatMap((layer) => [layer.W, layer.b, layer.gamma!, layer.beta!, layer.runningMean!, layer.runningVar!].filter(Boolean));
-  for (const v of state.velocity.values()) values.push(v.dataSync() as Float32Array);
-  return values;
+/**
+ * Trains a new model of `config` (seeded) with `steps`, then returns every array the run left: each
+ * layer's parameters and running averages, then every momentum buffer. Model and momentum are freed.
+ */
+function trainFresh(
+  config: Parameters<typeof createModel>[0], seed: number, steps: (model: CoreModel, state: MomentumState) => void,
+): Float32Array[] {
+  const model = createModel(config, { seed });
+  const state = createMomentumState(model);
+  try {
+    steps(model, state);
+    const values = modelValues(model).flatMap((layer) => [layer.W, layer.b, layer.gamma!, layer.beta!, layer.runningMean!, layer.runningVar!].filter(Boolean));
+    for (const v of state.velocity.values()) values.push(v.dataSync() as Float32Array);
+    return values;
+  } finally {
+    disposeMomentumState(state);
+    disposeModel(model);
+  }
 }
 
 describe('splitRows', () => {
@@ -190,22 +203,16 @@ describe('training with 1 and 2 kernel threads', () => {
 
   function train(threads: number): { losses: number[]; values: Float32Array[] } {
     configureKernelThreads(threads, { minWork: 0, adaptive: false });
-    const model = createModel({ inputDim: 96, hiddenDims: [24, 12], classes: 10, batchNorm: true }, { seed: 3 });
-    const state = createMomentumState(model);
     const losses: number[] = [];
-    try {
+    const values = trainFresh({ inputDim: 96, hiddenDims: [24, 12], classes: 10, batchNorm: true }, 3, (model, state) => {
       for (let step = 0; step < 30; step++) {
         const x = { rows: 20, cols: 96, data: normals(100 + step, 20 * 96) };
         const labels = Array.from({ length: 20 }, (_, i) => (i * 7 + step) % 10);
         // η changes every step, as under a schedule.
         losses.push(trainStep(model, state, x, labels, { lambda: 0.005, learningRate: 0.05 / (1 + step), momentum: 0.9 }, { returnLoss: true }).loss!);
       }
-      const values = trainedArrays(model, state);
-      return { losses, values };
-    } finally {
-      disposeMomentumState(state);
-      disposeModel(model);
-    }
+    });
+    return { losses, values };
   }
 
   test('the same seed gives a bit-identical history, parameters, momentum and running averages', () => {
@@ -238,12 +245,10 @@ describe("a train step's batch given as rows (Float32Matrix) on the threads", ()
 
   /** Trains 5 steps; `batchWrites`: how many tensors of the batch's size the steps wrote into the tfjs heap. */
   function train(asTensor: boolean): { values: Float32Array[]; batchWrites: number } {
-    const model = createModel(config, { seed: 5 });
-    const state = createMomentumState(model);
     const backend = tf.backend() as unknown as { write(values: ArrayLike<number> | null, ...rest: unknown[]): unknown };
     const write = backend.write;
     let batchWrites = 0;
-    try {
+    const values = trainFresh(config, 5, (model, state) => {
       for (let step = 0; step < 5; step++) {
         const x = batch(step);
         const input = asTensor ? tf.tensor2d(x.data, [x.rows, x.cols]) : x;
@@ -258,12 +263,8 @@ describe("a train step's batch given as rows (Float32Matrix) on the threads", ()
         }
         if (input instanceof tf.Tensor) input.dispose();
       }
-      const values = trainedArrays(model, state);
-      return { values, batchWrites };
-    } finally {
-      disposeMomentumState(state);
-      disposeModel(model);
-    }
+    });
+    return { values, batchWrites };
   }
 
   test('never becomes a tensor, and gives the bits of the same batch given as a tensor', () => {
@@ -287,20 +288,13 @@ describe("a train step's batch given as rows (Float32Matrix) on the threads", ()
 
   test('createBatchBuffer: in the threads\' memory on 2 threads (a step reads the rows in place), a plain array on 1; the same bits either way', () => {
     // Arrange
-    const trainOn = (data: Float32Array) => {
-      const model = createModel(config, { seed: 7 });
-      const state = createMomentumState(model);
-      try {
+    const trainOn = (data: Float32Array) =>
+      trainFresh(config, 7, (model, state) => {
         for (let step = 0; step < 3; step++) {
           data.set(batch(step).data);
           trainStep(model, state, { rows: 64, cols: 512, data }, labels, settings);
         }
-        return trainedArrays(model, state);
-      } finally {
-        disposeMomentumState(state);
-        disposeModel(model);
-      }
-    };
+      });
     configureKernelThreads(1, { minWork: 1 << 20 });
     const plain = createBatchBuffer(64 * 512);
     const unthreaded = trainOn(plain);
