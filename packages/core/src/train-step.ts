@@ -69,15 +69,16 @@ export function trainStep(
     // When layer 1's products run on the kernel threads, a Float32Matrix batch goes there as rows,
     // without a tensor of it (one copy of the batch fewer; see threadedScoresOfRows). A new tag
     // names this batch's contents, which the caller may overwrite after the step.
-    const firstLayerRows = isTensor(x) ? null : { rows: x.data, tag: {} };
     const first = model.layers[0];
-    const firstScores = firstLayerRows ? threadedScoresOfRows(firstLayerRows, rows, first.W, first.b) : null;
-    const input = isTensor(x) ? x : firstScores ? (tf.zeros([0, x.cols]) as tf.Tensor2D) : tf.tensor2d(x.data, [x.rows, x.cols], 'float32');
+    const batchRows = isTensor(x) ? null : { rows: x.data, tag: {} };
+    const firstScores = batchRows && threadedScoresOfRows(batchRows, rows, first.W, first.b);
+    const firstLayerRows = firstScores ? batchRows : null;
+    const input = isTensor(x) ? x : firstLayerRows ? (tf.zeros([0, x.cols]) as tf.Tensor2D) : tf.tensor2d(x.data, [x.rows, x.cols], 'float32');
     const trace = forwardTrace(model, input, 'train', firstScores);
     const weights = entries.filter((e) => e.kind === 'W'); // one per layer, in layer order
     const wVelocity = weights.map((e) => state.velocity.get(e.name)! as tf.Variable<tf.Rank.R2>);
     const grads = backwardTrace(model, trace, oneHot, settings.lambda, 'train', false, {
-      ...settings, velocity: wVelocity, ...(firstScores && firstLayerRows ? { firstLayerRows } : {}),
+      ...settings, velocity: wVelocity, ...(firstLayerRows ? { firstLayerRows } : {}),
     });
     // Read before anything is assigned: the loss of the parameters the batch saw.
     if (options.returnLoss) loss = (grads.crossEntropy ?? lossTensors(model, trace.logits, oneHot, 0).loss).dataSync()[0];
