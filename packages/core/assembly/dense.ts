@@ -24,6 +24,11 @@ const MC = 64;
 const KC = 256;
 const PANEL_GROUP = 8;
 
+/** Floats the `tile` of denseForwardPacked must hold: MC rows × 8 columns of each panel in a group. */
+export function forwardTileFloats(): i32 {
+  return MC * PANEL_GROUP * 8;
+}
+
 /**
  * The layout denseForwardPacked reads W[k×n] in: panels of 8 columns, panel q holding rows 0..k−1
  * of columns 8q..8q+7 contiguously (k × 8 floats), columns past n as 0 (their lanes are computed

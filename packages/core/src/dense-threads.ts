@@ -20,6 +20,8 @@ import { Worker } from 'node:worker_threads';
 export interface DenseKernels {
   packPanels(w: number, packed: number, k: number, n: number, rowBegin: number, rowEnd: number): void;
   denseForwardPacked(a: number, packed: number, bias: number, out: number, tile: number, m: number, k: number, n: number): void;
+  /** Floats denseForwardPacked's tile must hold (its blocking, assembly/dense.ts). */
+  forwardTileFloats(): number;
   denseWeightStep(
     a: number, g: number, w: number, v: number, outW: number, outV: number, scratch: number,
     m: number, k: number, n: number, decay: number, learningRate: number, momentum: number, fused: number, rowBegin: number, rowEnd: number,
@@ -71,8 +73,6 @@ const START_TIMEOUT_MS = 10_000;
 const KEPT_WEIGHT_COPIES = 8;
 /** Panel-packed copies of W for x·W (a train step's threaded layers, or inference's). */
 const KEPT_PACKED_COPIES = 4;
-/** Floats of denseForwardPacked's tile: 64 rows × 8 panels of 8 (assembly/dense.ts MC, PANEL_GROUP). */
-export const FORWARD_TILE_FLOATS = 64 * 64;
 
 interface Region { readonly offset: number; readonly floats: number }
 interface Thread { readonly worker: Worker; readonly ctrl: Int32Array; readonly floats: Float32Array; seq: number }
@@ -216,7 +216,7 @@ export class DenseThreads {
     const wIn = this.packedCopy(heap, w, k, n);
     const biasIn = bias ? this.input(heap, 'bias', bias, n, false) : null;
     const outIn = this.region('out', m * n);
-    const tiles = this.tiles('tile', FORWARD_TILE_FLOATS);
+    const tiles = this.tiles('tile', this.kernels.forwardTileFloats());
     const parts = splitRows(m, this.threads, 4, callerShare(n, this.threads, copyX));
     // Each part's rows of x are copied just before that part starts.
     const prepare = ([begin, end]: [number, number]) => {

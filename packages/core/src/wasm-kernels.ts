@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
 import v8 from 'node:v8';
-import { DenseThreads, FORWARD_TILE_FLOATS, packedFloats, type DenseKernels, type RowsRef, type TensorRef } from './dense-threads.js';
+import { DenseThreads, packedFloats, type DenseKernels, type RowsRef, type TensorRef } from './dense-threads.js';
 import { CoreArgumentError, describeValue } from './errors.js';
 
 // TensorFlow.js kernels of our own on the wasm backend (AssemblyScript sources in assembly/).
@@ -385,8 +385,8 @@ function tryThreaded(product: () => void): boolean {
 /** a[m×k]·W[k×n] + bias in the tfjs heap, unthreaded: W packed into scratch, then the packed kernel (its sums are the threads'). */
 function denseForwardInHeap(backend: WasmBackendInternals, a: number, w: number, bias: number, out: number, m: number, k: number, n: number): void {
   const packed = packedFloats(k, n);
-  withScratch(backend, packed + FORWARD_TILE_FLOATS, (scratch) => {
-    const kernels = kernelExports(backend);
+  const kernels = kernelExports(backend);
+  withScratch(backend, packed + kernels.forwardTileFloats(), (scratch) => {
     kernels.packPanels(w, scratch, k, n, 0, k);
     kernels.denseForwardPacked(a, scratch, bias, out, scratch + 4 * packed, m, k, n);
   });
