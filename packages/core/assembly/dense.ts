@@ -193,13 +193,18 @@ function denseForwardPackedScalar(a: usize, packed: usize, bias: usize, out: usi
  * Every entry is the same sum in the same order whatever the range, so a split across threads
  * gives the bits of one call over all rows.
  * Register block: 4 rows of dW (4 consecutive columns of a, one v128 load) × 8 columns.
+ * `packed` ≠ 0: rows [rowBegin, rowEnd) of outW are also written packed there (the layout of
+ * packPanels, for the next x·W), from the registers as each block is stored: packPanels after
+ * the step re-read outW once per panel, 0.1–0.14 ms per 1,536 × 50 rows just written
+ * (.scratch measurement of 2026-12-01).
  */
 export function denseWeightStep(
   a: usize, g: usize, w: usize, v: usize, outW: usize, outV: usize, scratch: usize,
-  m: i32, k: i32, n: i32, decay: f32, learningRate: f32, momentum: f32, fused: i32, rowBegin: i32, rowEnd: i32,
+  m: i32, k: i32, n: i32, decay: f32, learningRate: f32, momentum: f32, fused: i32, rowBegin: i32, rowEnd: i32, packed: usize,
 ): void {
   if (n < 8) {
     denseWeightStepScalar(a, g, w, v, outW, outV, m, k, n, decay, learningRate, momentum, fused, rowBegin, rowEnd);
+    if (packed != 0) packPanels(outW, packed, k, n, rowBegin, rowEnd);
     return;
   }
   const rowA = <usize>k << 2;
@@ -224,12 +229,12 @@ export function denseWeightStep(
         dst += 64;
       }
       for (let q = 0; q < 16; q += 4) {
-        weightBlock4(scratch + (<usize>q << 2), 64, g, rowG, w, v, outW, outV, <usize>(p + q) * rowG, m, n, decayV, lrV, rhoV, fused);
+        weightBlock4(scratch + (<usize>q << 2), 64, g, rowG, w, v, outW, outV, packed, p + q, m, k, n, decayV, lrV, rhoV, fused);
       }
     }
   }
   for (; p + 4 <= rowEnd; p += 4) {
-    weightBlock4(a + (<usize>p << 2), rowA, g, rowG, w, v, outW, outV, <usize>p * rowG, m, n, decayV, lrV, rhoV, fused);
+    weightBlock4(a + (<usize>p << 2), rowA, g, rowG, w, v, outW, outV, packed, p, m, k, n, decayV, lrV, rhoV, fused);
   }
   for (; p < rowEnd; p++) {
     for (let j = 0; j < n; j += 8) {
@@ -244,17 +249,36 @@ export function denseWeightStep(
         pa += rowA;
         pg += rowG;
       }
-      finishWeightPair(c00, c01, w, v, outW, outV, <usize>p * rowG + col, decayV, lrV, rhoV, fused);
+      const panel = packed != 0 && j + 8 <= n ? packed + ((<usize>(j >> 3) * k + p) << 5) : 0;
+      finishWeightPair(c00, c01, w, v, outW, outV, <usize>p * rowG + col, panel, decayV, lrV, rhoV, fused);
     }
+    if (packed != 0 && (n & 7) != 0) packLastPanel(outW, packed, p, k, n);
   }
 }
 
-/** Rows p..p+3 of dW (columns p..p+3 of a, given as `a` with row stride `strideA`), all columns. */
+/**
+ * Row `row` of W's last, partial panel (columns 8·⌊n/8⌋..n − 1, then 0s) into `packed`, read from
+ * outW: the block that computed those columns started at n − 8, not at the panel's edge.
+ */
+// @ts-ignore: decorator
+@inline function packLastPanel(outW: usize, packed: usize, row: i32, k: i32, n: i32): void {
+  const first = n & ~7;
+  const cols = n - first;
+  const src = outW + ((<usize>row * n + first) << 2);
+  const dst = packed + ((<usize>(first >> 3) * k + row) << 5);
+  for (let c = 0; c < 8; c++) store<f32>(dst + (<usize>c << 2), c < cols ? load<f32>(src + (<usize>c << 2)) : 0);
+}
+
+/**
+ * Rows p..p+3 of dW (columns p..p+3 of a, given as `a` with row stride `strideA`), all columns;
+ * with `packed` ≠ 0, also those rows of outW packed (see denseWeightStep).
+ */
 // @ts-ignore: decorator
 @inline function weightBlock4(
-  a: usize, strideA: usize, g: usize, rowG: usize, w: usize, v: usize, outW: usize, outV: usize, rowOff: usize,
-  m: i32, n: i32, decayV: v128, lrV: v128, rhoV: v128, fused: i32,
+  a: usize, strideA: usize, g: usize, rowG: usize, w: usize, v: usize, outW: usize, outV: usize, packed: usize, p: i32,
+  m: i32, k: i32, n: i32, decayV: v128, lrV: v128, rhoV: v128, fused: i32,
 ): void {
+  const rowOff = <usize>p * rowG;
   for (let j = 0; j < n; j += 8) {
     const col = <usize>min(j, n - 8) << 2;
     let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
@@ -279,16 +303,22 @@ export function denseWeightStep(
       pg += rowG;
     }
     const base = rowOff + col;
-    finishWeightPair(c00, c01, w, v, outW, outV, base, decayV, lrV, rhoV, fused);
-    finishWeightPair(c10, c11, w, v, outW, outV, base + rowG, decayV, lrV, rhoV, fused);
-    finishWeightPair(c20, c21, w, v, outW, outV, base + 2 * rowG, decayV, lrV, rhoV, fused);
-    finishWeightPair(c30, c31, w, v, outW, outV, base + 3 * rowG, decayV, lrV, rhoV, fused);
+    // A whole panel's columns: its 4 rows are 4 consecutive 32-byte pieces of the packed panel.
+    const panel = packed != 0 && j + 8 <= n ? packed + ((<usize>(j >> 3) * k + p) << 5) : 0;
+    finishWeightPair(c00, c01, w, v, outW, outV, base, panel, decayV, lrV, rhoV, fused);
+    finishWeightPair(c10, c11, w, v, outW, outV, base + rowG, panel == 0 ? 0 : panel + 32, decayV, lrV, rhoV, fused);
+    finishWeightPair(c20, c21, w, v, outW, outV, base + 2 * rowG, panel == 0 ? 0 : panel + 64, decayV, lrV, rhoV, fused);
+    finishWeightPair(c30, c31, w, v, outW, outV, base + 3 * rowG, panel == 0 ? 0 : panel + 96, decayV, lrV, rhoV, fused);
+  }
+  if (packed != 0 && (n & 7) != 0) {
+    for (let r = 0; r < 4; r++) packLastPanel(outW, packed, p + r, k, n);
   }
 }
 
+/** Entries off..off+7 of the step (see denseWeightStep); the new W also to `panel` when ≠ 0. */
 // @ts-ignore: decorator
 @inline function finishWeightPair(
-  c0: v128, c1: v128, w: usize, v: usize, outW: usize, outV: usize, off: usize,
+  c0: v128, c1: v128, w: usize, v: usize, outW: usize, outV: usize, off: usize, panel: usize,
   decay: v128, lr: v128, rho: v128, fused: i32,
 ): void {
   const w0 = v128.load(w + off);
@@ -298,13 +328,23 @@ export function denseWeightStep(
   if (fused) {
     const v0 = madd(lr, d0, f32x4.mul(rho, v128.load(v + off)));
     const v1 = madd(lr, d1, f32x4.mul(rho, v128.load(v + off, 16)));
+    const nw0 = f32x4.sub(w0, v0);
+    const nw1 = f32x4.sub(w1, v1);
     v128.store(outV + off, v0);
     v128.store(outV + off, v1, 16);
-    v128.store(outW + off, f32x4.sub(w0, v0));
-    v128.store(outW + off, f32x4.sub(w1, v1), 16);
+    v128.store(outW + off, nw0);
+    v128.store(outW + off, nw1, 16);
+    if (panel != 0) {
+      v128.store(panel, nw0);
+      v128.store(panel, nw1, 16);
+    }
   } else {
     v128.store(outW + off, d0);
     v128.store(outW + off, d1, 16);
+    if (panel != 0) {
+      v128.store(panel, d0);
+      v128.store(panel, d1, 16);
+    }
   }
 }
 

@@ -25,6 +25,7 @@ export interface DenseKernels {
   denseWeightStep(
     a: number, g: number, w: number, v: number, outW: number, outV: number, scratch: number,
     m: number, k: number, n: number, decay: number, learningRate: number, momentum: number, fused: number, rowBegin: number, rowEnd: number,
+    packed: number,
   ): void;
 }
 
@@ -258,7 +259,7 @@ export class DenseThreads {
       this.copyOut(heap, { offset: outWIn.offset + at, floats }, outW.offset + at, floats);
       if (outV && outVIn) this.copyOut(heap, { offset: outVIn.offset + at, floats }, outV.offset + at, floats);
     };
-    // The next x·W with the new W reads it packed (see forward): each thread packs its own rows.
+    // The next x·W with the new W reads it packed (see forward): each thread's weight step writes its own rows packed too.
     const packedW = v ? this.allocate(packedFloats(k, n)) : null;
     let ownRows: [number, number] = [0, 0];
     this.run(parts, ([begin, end], t) => [OP_WEIGHT_STEP, [
@@ -350,9 +351,8 @@ export class DenseThreads {
     const i = (n: number) => ints[n];
     if (op === OP_FORWARD) this.kernels.denseForwardPacked(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7));
     else {
-      this.kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), floats[0], floats[1], floats[2], i(10), i(11), i(12));
-      const [begin, end, k, n, packed] = [i(11), i(12), i(8), i(9), i(13)];
-      if (packed !== 0) this.kernels.packPanels(i(4), packed, k, n, begin, end);
+      // With i(13) ≠ 0 the new W's rows are also written packed for the next x·W (weightStep).
+      this.kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), floats[0], floats[1], floats[2], i(10), i(11), i(12), i(13));
     }
   }
 

@@ -206,6 +206,35 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     }
   });
 
+  test.each([
+    // [k, n, rowBegin, rowEnd]: n < 8 (scalar path), n = 8·q, part panels (n mod 8 = 3, 2), and
+    // row ranges in 16-row blocks, 4-row blocks and single rows, from row 0 and from inside.
+    [40, 5, 16, 37], [48, 8, 0, 48], [70, 13, 0, 70], [70, 50, 16, 70], [37, 50, 4, 37], [64, 75, 32, 64],
+  ])("the weight step's packed W (k = %i, n = %i, rows %i..%i) is packPanels of its new W, and no other panel row is written", (k, n, rowBegin, rowEnd) => {
+    // Arrange
+    const m = 21;
+    const prng = createPrng(k * 100 + n);
+    const make = (size: number, scale = 0) => tf.tensor1d(randomMatrix(prng, size, scale));
+    const [x, g, w, v] = [make(m * k), make(m * n), make(k * n), make(k * n)];
+    const [outW, outV, scratch] = [make(k * n), make(k * n), make(m * 16)];
+    // The same values in both: the rows outside [rowBegin, rowEnd) must keep them.
+    const initial = randomMatrix(prng, packedFloats(k, n), 1);
+    const [stepPacked, expected] = [tf.tensor1d(initial), tf.tensor1d(initial)];
+    const backend = tf.backend() as unknown as WasmBackendInternals;
+    const at = (t: tf.Tensor) => backend.dataIdMap.get(t.dataId)!.memoryOffset;
+    const kernels = kernelExports(backend);
+
+    for (const fused of [1, 0]) {
+      // Act
+      kernels.denseWeightStep(at(x), at(g), at(w), at(v), at(outW), at(outV), at(scratch), m, k, n, 1e-3, 0.1, 0.9, fused, rowBegin, rowEnd, at(stepPacked));
+      kernels.packPanels(at(outW), at(expected), k, n, rowBegin, rowEnd);
+
+      // Assert: bit for bit, padding columns included (dataSync reads the heap the kernels wrote).
+      expect(Array.from(stepPacked.dataSync()), `fused ${fused}`).toEqual(Array.from(expected.dataSync()));
+    }
+    [x, g, w, v, outW, outV, scratch, stepPacked, expected].forEach((t) => t.dispose());
+  });
+
   test('g·Wᵀ below the threading threshold is one kernel with the bits of the dense kernel\'s (W·gᵀ)ᵀ', async () => {
     fc.assert(
       fc.property(problemArbitrary(), (p) => {
@@ -375,7 +404,7 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
       outW: make([k, n]), outV: make([k, n]), denseScratch: make([m * 16]), scores: make([m, n]),
       mean: make([n]), variance: make([n]), invStd: make([n]), normalized: make([m, n]), pre: make([m, n]), relu: make([m, n]), bnScratch: make([8 * n]),
       gS: make([m, n]), dGamma: make([n]), dBeta: make([n]), outTheta: make([n]), outThetaV: make([n]), blended: make([n]),
-      ceGrad: make([m, n]), ceLoss: make([1]), sumSq: make([1]), packedW: make([packedFloats(k, n)]), forwardTile: make([m * 16]), // n = 13: 2 panels of 8
+      ceGrad: make([m, n]), ceLoss: make([1]), sumSq: make([1]), packedW: make([packedFloats(k, n)]), stepPackedW: make([packedFloats(k, n)]), forwardTile: make([m * 16]), // n = 13: 2 panels of 8
     };
     const o = outputs;
     const backend = tf.backend() as unknown as WasmBackendInternals;
@@ -384,7 +413,7 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     const before = wasmHeap().slice();
 
     // Act
-    kernels.denseWeightStep(at(x), at(g), at(w), at(v), at(o.outW), at(o.outV), at(o.denseScratch), m, k, n, 0.1, 0.2, 0.9, 1, 0, k);
+    kernels.denseWeightStep(at(x), at(g), at(w), at(v), at(o.outW), at(o.outV), at(o.denseScratch), m, k, n, 0.1, 0.2, 0.9, 1, 0, k, at(o.stepPackedW));
     kernels.packPanels(at(w), at(o.packedW), k, n, 0, k);
     kernels.denseForwardPacked(at(x), at(o.packedW), 0, at(o.scores), at(o.forwardTile), m, k, n);
     kernels.batchNormReluForward(at(o.scores), at(gamma), at(beta), at(o.mean), at(o.variance), at(o.invStd), at(o.normalized), at(o.pre), at(o.relu), at(o.bnScratch), m, n, 1e-5);

@@ -453,7 +453,7 @@ function registerKernels(): void {
       withScratch(b, m * 16, (scratch) =>
         kernelExports(b).denseWeightStep(
           address(b, x), address(b, g), address(b, w), address(b, v), address(b, outW), outV ? address(b, outV) : 0, scratch,
-          m, k, n, decay, learningRate, momentum, v ? 1 : 0, 0, k,
+          m, k, n, decay, learningRate, momentum, v ? 1 : 0, 0, k, 0,
         ),
       );
     return outV ? [outW, outV] : outW;

@@ -41,10 +41,8 @@ for (;;) {
   try {
     if (op === OP_FORWARD) kernels.denseForwardPacked(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7));
     else if (op === OP_WEIGHT_STEP) {
-      kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), f(0), f(1), f(2), i(10), i(11), i(12));
-      // The new W's rows, packed for the next x·W (src/dense-threads.ts weightStep).
-      const [begin, end, k, n, packed] = [i(11), i(12), i(8), i(9), i(13)];
-      if (packed !== 0) kernels.packPanels(i(4), packed, k, n, begin, end);
+      // i(13) ≠ 0: the new W's rows also written packed, for the next x·W (src/dense-threads.ts weightStep).
+      kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), f(0), f(1), f(2), i(10), i(11), i(12), i(13));
     }
     else throw new Error(`unknown op ${op}`);
     ctrl[STATUS] = 0;
