@@ -11,8 +11,8 @@ import { backwardTrace, forwardTrace } from './network.js';
 import { createPrng, nextNormal } from './prng.js';
 import { createMomentumState, disposeMomentumState, trainStep, type MomentumState } from './train-step.js';
 import {
-  allowRelaxedSimd, configureKernelThreads, configureWasmKernels, createBatchBuffer, denseMomentumStep, releaseBatchBuffer, denseScores, denseWeightGradient,
-  setKernelIdleTask, shutdownKernelThreads, threadedProductCount, wasmKernelStatus, type WasmKernelVariant,
+  allowRelaxedSimd, configureKernelThreads, configureWasmKernels, createBatchBuffer, deferredCopies, denseMomentumStep, releaseBatchBuffer, denseScores,
+  denseWeightGradient, setKernelIdleTask, shutdownKernelThreads, threadedProductCount, wasmKernelStatus, type WasmKernelVariant,
 } from './wasm-kernels.js';
 
 // The threaded dense products (dense-threads.ts): a split across threads must give the bits of
@@ -66,6 +66,17 @@ function trainFresh(
     disposeMomentumState(state);
     disposeModel(model);
   }
+}
+
+/** The suite runs on the wasm backend with the fastest kernel build, and leaves one thread (the default threshold) behind. */
+function onWasmKernelsThenOneThread(): void {
+  beforeAll(async () => {
+    await initBackend('wasm');
+    configureWasmKernels('auto');
+  });
+  afterAll(() => {
+    configureKernelThreads(1, { minWork: 1 << 20 });
+  });
 }
 
 describe('splitRows', () => {
@@ -193,13 +204,7 @@ describe.each(variants)('threaded dense products, %s build', (variant) => {
 });
 
 describe('training with 1 and 2 kernel threads', () => {
-  beforeAll(async () => {
-    await initBackend('wasm');
-    configureWasmKernels('auto');
-  });
-  afterAll(() => {
-    configureKernelThreads(1, { minWork: 1 << 20 });
-  });
+  onWasmKernelsThenOneThread();
 
   function train(threads: number): { losses: number[]; values: Float32Array[] } {
     configureKernelThreads(threads, { minWork: 0, adaptive: false });
@@ -227,14 +232,106 @@ describe('training with 1 and 2 kernel threads', () => {
   });
 });
 
-describe("a train step's batch given as rows (Float32Matrix) on the threads", () => {
-  beforeAll(async () => {
-    await initBackend('wasm');
-    configureWasmKernels('auto');
-  });
-  afterAll(() => {
+describe("deferred copies of the weight step's outputs (Note [Deferred copies of the weight step's outputs], wasm-kernels.ts)", () => {
+  onWasmKernelsThenOneThread();
+
+  // Only layer 1 (64 × 512 × 16 multiply-adds) is above minWork: one W and one velocity wait per step.
+  const config = { inputDim: 512, hiddenDims: [16], classes: 10, batchNorm: true };
+  const labels = Array.from({ length: 64 }, (_, i) => i % 10);
+  const settings = { lambda: 0.01, learningRate: 0.05, momentum: 0.9 };
+  const steps = (model: CoreModel, state: MomentumState) => {
+    for (let step = 0; step < 5; step++) trainStep(model, state, { rows: 64, cols: 512, data: normals(400 + step, 64 * 512) }, labels, settings);
+  };
+  const firstVelocity = (state: MomentumState) => [...state.velocity.values()][0];
+  const unthreaded = () => {
     configureKernelThreads(1, { minWork: 1 << 20 });
+    return trainFresh(config, 7, steps);
+  };
+  const onTwoThreads = () => configureKernelThreads(2, { minWork: 100_000, adaptive: false });
+
+  test('training steps copy no W or velocity into the tfjs heap; a tfjs op, dataSync and the next reads see the bits of 1 thread', () => {
+    // Arrange
+    const expected = unthreaded();
+    onTwoThreads();
+    let during = -1;
+    let waitingAfterSteps = -1;
+    let copiedByReads = -1;
+    let viaOp: Float32Array | null = null;
+
+    // Act
+    const values = trainFresh(config, 7, (model, state) => {
+      const before = deferredCopies().copied;
+      steps(model, state);
+      during = deferredCopies().copied - before;
+      waitingAfterSteps = deferredCopies().waiting;
+      viaOp = tf.tidy(() => tf.mul(model.layers[0].W, 1).dataSync() as Float32Array); // a tfjs kernel reads W first
+      firstVelocity(state).dataSync();
+      copiedByReads = deferredCopies().copied - before;
+    });
+
+    // Assert: layer 1's W and velocity waited, were copied once each when read, and hold the 1-thread bits.
+    expect(during).toBe(0);
+    expect(waitingAfterSteps).toBe(2);
+    expect(copiedByReads).toBe(2);
+    expect(bits(viaOp!)).toEqual(bits(expected[0]));
+    values.forEach((v, i) => expect(bits(v), `array ${i}`).toEqual(bits(expected[i])));
   });
+
+  test('freed unread, they are dropped without a copy', () => {
+    // Arrange
+    onTwoThreads();
+    const before = deferredCopies().copied;
+    const model = createModel(config, { seed: 7 });
+    const state = createMomentumState(model);
+    steps(model, state);
+    const waiting = deferredCopies().waiting;
+
+    // Act
+    disposeMomentumState(state);
+    disposeModel(model);
+
+    // Assert
+    expect(waiting).toBe(2);
+    expect(deferredCopies()).toEqual({ waiting: 0, copied: before });
+  });
+
+  test('shutdownKernelThreads copies them into their tensors first', () => {
+    // Arrange
+    const expected = unthreaded();
+    onTwoThreads();
+
+    // Act
+    const values = trainFresh(config, 7, (model, state) => {
+      steps(model, state);
+      shutdownKernelThreads();
+    });
+
+    // Assert
+    values.forEach((v, i) => expect(bits(v), `array ${i}`).toEqual(bits(expected[i])));
+  });
+
+  test('with more threaded layers than kept copies, a kept copy is copied out before its memory is reused', () => {
+    // Arrange: 3 threaded layers hold 12 W and velocity copies in a step, past the 8 the pool keeps.
+    const wide = { inputDim: 96, hiddenDims: [24, 12], classes: 10, batchNorm: true };
+    const run = () => trainFresh(wide, 3, (model, state) => {
+      for (let step = 0; step < 4; step++) trainStep(model, state, { rows: 20, cols: 96, data: normals(500 + step, 20 * 96) }, labels.slice(0, 20), settings);
+    });
+    configureKernelThreads(1, { minWork: 1 << 20 });
+    const expected = run();
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    const before = deferredCopies().copied;
+
+    // Act
+    const values = run();
+
+    // Assert
+    expect(deferredCopies().copied - before).toBeGreaterThan(6); // evictions during the steps, beyond the reads at the end
+    values.forEach((v, i) => expect(bits(v), `array ${i}`).toEqual(bits(expected[i])));
+  });
+});
+
+describe("a train step's batch given as rows (Float32Matrix) on the threads", () => {
+  onWasmKernelsThenOneThread();
 
   // Layer 1 is wide in its input and narrow in its output, so a tensor of the batch (64 × 512 floats,
   // 128 KiB) would outweigh every other tensor of the step.
@@ -365,13 +462,7 @@ describe('backing off when the threads lose (a machine busier than its cores)', 
 });
 
 describe('configureKernelThreads', () => {
-  beforeAll(async () => {
-    await initBackend('wasm');
-    configureWasmKernels('auto');
-  });
-  afterAll(() => {
-    configureKernelThreads(1, { minWork: 1 << 20 });
-  });
+  onWasmKernelsThenOneThread();
 
   test('reports the threads in wasmKernelStatus, restarts after shutdownKernelThreads, and 1 thread runs no pool', () => {
     expect(configureKernelThreads(2, { minWork: 0, adaptive: false })).toMatchObject({ threads: 2, threadsReason: null });

@@ -9,10 +9,13 @@ import { Worker } from 'node:worker_threads';
 // tfjs-backend-wasm's memory is not shared (its threaded build cannot start in Node.js), so
 // threads cannot read tensors where tfjs keeps them. The kernels' '-shared' build runs on a
 // shared memory of our own instead: inputs are copied in, outputs copied back into the tfjs
-// output tensors. Copies cost little next to the products (a 100 × 3072 batch is 1.2 MB; memcpy
-// runs at tens of GB/s) and two are avoided: the input x copied for the forward product is
-// reused by the weight step of the same layer, and the W and velocity written by a weight step
-// are kept here, tagged with the tfjs tensors they were copied to, so the next step finds them.
+// output tensors. Copies are not free (a 100 × 3072 batch is 1.2 MB, and memcpy of data out of
+// cache ran at 4–5 GB/s on the 2-core machine), so several are avoided: a batch in a rowsBuffer
+// is read in place, the input x copied for the forward product is reused by the weight step of
+// the same layer, and the W and velocity written by a weight step are kept here, tagged with the
+// tfjs tensors they belong to, so the next step finds them. A training step's new W and velocity
+// are not even copied back until read: Note [Deferred copies of the weight step's outputs] in
+// wasm-kernels.ts.
 // The worker threads live as long as the pool (until shutdown or the process ends), spinning
 // briefly between requests (a train step asks again within a millisecond) and then sleeping.
 
@@ -76,6 +79,8 @@ const KEPT_WEIGHT_COPIES = 8;
 const KEPT_PACKED_COPIES = 4;
 
 interface Region { readonly offset: number; readonly floats: number }
+/** An output whose copy into the tfjs heap waits: the kept region, the heap byte offset, and how to find the heap then. */
+interface Deferred { readonly region: Region; readonly to: number; readonly heapNow: () => ArrayBufferLike }
 interface Thread { readonly worker: Worker; readonly ctrl: Int32Array; readonly floats: Float32Array; seq: number }
 
 /**
@@ -148,6 +153,10 @@ export class DenseThreads {
   private fresh: Region[] = [];
   /** Copies of W and velocity tensors by dataId, oldest first. */
   private readonly kept = new Map<object, Region>();
+  /** Weight-step outputs not yet copied into their tfjs tensors, by dataId; each is also kept (see flushDeferred). */
+  private readonly deferred = new Map<object, Deferred>();
+  /** Deferred copies made so far (tests check that training steps make none). */
+  deferredFlushes = 0;
   /** Copies of W packed in 8-column panels (see forward), by dataId, oldest first. */
   private readonly packed = new Map<object, Region>();
   /** The buffers this memory has had (one per size: growing replaces it): rows on any of them are in the threads' memory. */
@@ -186,8 +195,9 @@ export class DenseThreads {
     return this.broken;
   }
 
-  /** Ends the worker threads. */
+  /** Ends the worker threads, after copying every deferred output into its tensor. */
   shutdown(): void {
+    for (const dataId of [...this.deferred.keys()]) this.flushDeferred(dataId);
     for (const w of this.workers) {
       w.ctrl[OP] = OP_EXIT;
       Atomics.store(w.ctrl, REQUEST, ++w.seq);
@@ -235,10 +245,12 @@ export class DenseThreads {
   /**
    * The weight step of assembly/dense.ts (v given: fused momentum step into outW and outV; else
    * the gradient into outW), rows of W split across the threads. Keeps copies of the outputs.
+   * With `heapNow`, the outputs are not copied into their tfjs tensors now but when first read
+   * (flushDeferred; heapNow gives the tfjs heap then, which may have grown).
    */
   weightStep(
     heap: ArrayBufferLike, x: TensorRef | RowsRef, g: TensorRef, w: TensorRef, v: TensorRef | null, outW: TensorRef, outV: TensorRef | null,
-    m: number, k: number, n: number, decay: number, learningRate: number, momentum: number,
+    m: number, k: number, n: number, decay: number, learningRate: number, momentum: number, heapNow: (() => ArrayBufferLike) | null = null,
   ): void {
     const size = k * n;
     const xAt = 'rows' in x ? this.rowsInput(x, k, m * k) : this.input(heap, `x${k}`, x, m * k).offset;
@@ -265,9 +277,14 @@ export class DenseThreads {
     this.run(parts, ([begin, end], t) => [OP_WEIGHT_STEP, [
       xAt, gIn.offset, wIn.offset, vIn ? vIn.offset : 0, outWIn.offset, outVIn ? outVIn.offset : 0, scratch[t].offset,
       m, k, n, v ? 1 : 0, begin, end, packedW ? packedW.offset : 0,
-    ], [decay, learningRate, momentum]], { ownDone: (part) => { ownRows = part; copyRowsOut(...part); } });
-    copyRowsOut(0, ownRows[0]);
-    copyRowsOut(ownRows[1], k);
+    ], [decay, learningRate, momentum]], heapNow ? {} : { ownDone: (part) => { ownRows = part; copyRowsOut(...part); } });
+    if (heapNow) {
+      this.deferred.set(outW.dataId, { region: outWIn, to: outW.offset, heapNow });
+      if (outV && outVIn) this.deferred.set(outV.dataId, { region: outVIn, to: outV.offset, heapNow });
+    } else {
+      copyRowsOut(0, ownRows[0]);
+      copyRowsOut(ownRows[1], k);
+    }
     this.keep(outW.dataId, outWIn);
     if (outV && outVIn) this.keep(outV.dataId, outVIn);
     if (packedW) this.keepPacked(outW.dataId, packedW);
@@ -477,14 +494,49 @@ export class DenseThreads {
 
   private keep(dataId: object, region: Region): void {
     const old = this.kept.get(dataId);
-    if (old) this.release(old);
+    if (old && old !== region) {
+      if (this.deferred.get(dataId)?.region === old) this.flushDeferred(dataId);
+      this.release(old);
+    }
     this.kept.delete(dataId);
     this.kept.set(dataId, region);
     while (this.kept.size > KEPT_WEIGHT_COPIES) {
       const [oldest, oldRegion] = this.kept.entries().next().value as [object, Region];
+      // A deferred output lives only here: into its tensor before the region is reused.
+      this.flushDeferred(oldest);
       this.kept.delete(oldest);
       this.release(oldRegion);
     }
+  }
+
+  /** Outputs still waiting for their copy into the tfjs heap (see weightStep's heapNow). */
+  get deferredCount(): number {
+    return this.deferred.size;
+  }
+
+  /** Whether the tfjs tensor with this dataId still waits for its values (see weightStep's heapNow). */
+  hasDeferred(dataId: object): boolean {
+    return this.deferred.has(dataId);
+  }
+
+  /** Copies a deferred output into its tfjs tensor now (nothing if it has none). */
+  flushDeferred(dataId: object): void {
+    const entry = this.deferred.get(dataId);
+    if (!entry) return;
+    this.deferred.delete(dataId);
+    let heap: ArrayBufferLike;
+    try {
+      heap = entry.heapNow();
+    } catch {
+      return; // its tfjs backend was disposed, and the tensor with it
+    }
+    this.deferredFlushes++;
+    this.copyOut(heap, entry.region, entry.to, entry.region.floats);
+  }
+
+  /** Forgets a deferred output whose tensor was freed unread: its values are not needed. */
+  dropDeferred(dataId: object): void {
+    this.deferred.delete(dataId);
   }
 
   private allocate(floats: number): Region {

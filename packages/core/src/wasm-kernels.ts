@@ -62,9 +62,11 @@ export interface KernelExports extends DenseKernels {
 /** The parts of tfjs-backend-wasm's BackendWasm the kernels use (not all of them typed upstream). */
 export interface WasmBackendInternals {
   wasm: { asm?: { memory?: unknown } };
-  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
+  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined; has(dataId: object): boolean };
   makeOutput(shape: number[], dtype: 'float32'): tf.TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
+  incRef(dataId: object): void;
+  refCount(dataId: object): number;
 }
 
 // The WebAssembly JS API as used here (the project's lib settings carry no DOM or wasm types).
@@ -230,6 +232,14 @@ export function threadedProductCount(): number {
 }
 
 /**
+ * The current pool's deferred outputs (Note [Deferred copies of the weight step's outputs]):
+ * how many wait for their copy into the tfjs heap, and how many copies were made (tests).
+ */
+export function deferredCopies(): { waiting: number; copied: number } {
+  return { waiting: pool?.threads.deferredCount ?? 0, copied: pool?.threads.deferredFlushes ?? 0 };
+}
+
+/**
  * A one-shot task (or null to withdraw it) for this thread to run while the kernel threads finish
  * their parts of the next threaded product, instead of waiting idle: the trainer gathers the next
  * mini-batch there. It runs inside a TensorFlow.js kernel, so it must not call TensorFlow.js. It
@@ -371,6 +381,54 @@ function ref(backend: WasmBackendInternals, t: tf.TensorInfo): TensorRef {
   return { dataId: t.dataId, offset: address(backend, t) };
 }
 
+// Note [Deferred copies of the weight step's outputs]
+// A threaded momentum step of W (trainStep's) leaves the new W and velocity in the kernel threads'
+// memory, kept there for the next step, and does not copy them into their tfjs tensors at once:
+// in training nothing reads those tensors between steps (the next x·W and weight step read the
+// kept copies), and each is freed a step later. At 3072 × 50 that copy was 1.2 MB per step. It
+// is made when something reads the tensor: every read of a wasm tensor's memory (a tfjs kernel,
+// ours, dataSync) first finds its data through backend.dataIdMap.get, which hookDeferredCopies
+// wraps to copy a deferred output in first. Freeing such a tensor unread drops its copy. The pool
+// copies a deferred output out before its kept region is reused, and all of them at shutdown.
+// The threaded products look W and v up without the hook (rawRef): the pool reads its kept copy
+// of a deferred tensor, never the tensor's stale memory (every deferred output is kept).
+const rawLookUps = new WeakMap<object, (dataId: object) => { memoryOffset: number } | undefined>();
+
+function hookDeferredCopies(backend: WasmBackendInternals): void {
+  if (rawLookUps.has(backend)) return;
+  const storage = backend.dataIdMap;
+  const lookUp = storage.get.bind(storage);
+  rawLookUps.set(backend, lookUp);
+  // Reference counting looks data up too, without reading it: no copy for that.
+  let counting = false;
+  storage.get = (dataId) => {
+    if (!counting && pool?.threads.hasDeferred(dataId)) pool.threads.flushDeferred(dataId);
+    return lookUp(dataId);
+  };
+  const countingOnly = <A extends unknown[], R>(f: (...args: A) => R) => (...args: A): R => {
+    counting = true;
+    try {
+      return f(...args);
+    } finally {
+      counting = false;
+    }
+  };
+  const disposeData = countingOnly(backend.disposeData.bind(backend));
+  backend.disposeData = (dataId, force) => {
+    const freed = disposeData(dataId, force);
+    if (!storage.has(dataId)) pool?.threads.dropDeferred(dataId);
+    return freed;
+  };
+  backend.incRef = countingOnly(backend.incRef.bind(backend));
+  backend.refCount = countingOnly(backend.refCount.bind(backend));
+}
+
+/** ref, looked up past hookDeferredCopies: for W and v of a threaded product, which reads the pool's kept copies of deferred tensors. */
+function rawRef(backend: WasmBackendInternals, t: tf.TensorInfo): TensorRef {
+  const lookUp = rawLookUps.get(backend);
+  return { dataId: t.dataId, offset: (lookUp ? lookUp(t.dataId) : backend.dataIdMap.get(t.dataId))!.memoryOffset };
+}
+
 /** Runs a threaded product; false (after which the caller runs it unthreaded) when the threads cannot. */
 function tryThreaded(product: () => void): boolean {
   try {
@@ -431,7 +489,7 @@ function registerKernels(): void {
     const out = b.makeOutput([m, n], 'float32');
     if (m === 0) return out;
     const threads = threadPool(activeVariant() ?? 'simd128', m * k * n);
-    if (threads && tryThreaded(() => threads.forward(heap(b), ref(b, x), ref(b, w), bias ? ref(b, bias) : null, address(b, out), m, k, n))) return out;
+    if (threads && tryThreaded(() => threads.forward(heap(b), ref(b, x), rawRef(b, w), bias ? ref(b, bias) : null, address(b, out), m, k, n))) return out;
     denseForwardInHeap(b, address(b, x), address(b, w), address(b, bias), address(b, out), m, k, n);
     return out;
   });
@@ -443,9 +501,12 @@ function registerKernels(): void {
     const outW = b.makeOutput([k, n], 'float32');
     const outV = v ? b.makeOutput([k, n], 'float32') : null;
     const threads = threadPool(activeVariant() ?? 'simd128', m * k * n);
+    // A momentum step's outputs wait in the threads' memory until read (Note [Deferred copies of the weight step's outputs]).
+    if (threads && v) hookDeferredCopies(b);
     const threaded = threads && tryThreaded(() =>
       threads.weightStep(
-        heap(b), ref(b, x), ref(b, g), ref(b, w), v ? ref(b, v) : null, ref(b, outW), outV ? ref(b, outV) : null, m, k, n, decay, learningRate, momentum,
+        heap(b), ref(b, x), ref(b, g), rawRef(b, w), v ? rawRef(b, v) : null, ref(b, outW), outV ? ref(b, outV) : null, m, k, n, decay, learningRate, momentum,
+        v ? () => heap(b) : null,
       ),
     );
     // m rows × 16 floats: the kernel's contiguous copy of 16 columns of x at a time.
@@ -584,7 +645,7 @@ export function threadedScoresOfRows(x: Float32Array | RowsRef, rows: number, w:
   if (!threads) return null;
   const backend = tf.backend() as unknown as WasmBackendInternals;
   const out = backend.makeOutput([rows, n], 'float32');
-  if (tryThreaded(() => threads.forward(heap(backend), x, ref(backend, w), ref(backend, b), address(backend, out), rows, k, n)))
+  if (tryThreaded(() => threads.forward(heap(backend), x, rawRef(backend, w), ref(backend, b), address(backend, out), rows, k, n)))
     return tf.engine().makeTensorFromTensorInfo(out) as tf.Tensor2D;
   backend.disposeData(out.dataId, true);
   return null;
@@ -605,8 +666,12 @@ export function threadedMomentumStepOfRows(
   const backend = tf.backend() as unknown as WasmBackendInternals;
   const [outW, outV] = [backend.makeOutput([k, n], 'float32'), backend.makeOutput([k, n], 'float32')];
   const { lambda, learningRate, momentum } = settings;
+  hookDeferredCopies(backend); // Note [Deferred copies of the weight step's outputs]
   const done = tryThreaded(() =>
-    threads.weightStep(heap(backend), x, ref(backend, g), ref(backend, w), ref(backend, v), ref(backend, outW), ref(backend, outV), m, k, n, 2 * lambda, learningRate, momentum),
+    threads.weightStep(
+      heap(backend), x, ref(backend, g), rawRef(backend, w), rawRef(backend, v), ref(backend, outW), ref(backend, outV), m, k, n, 2 * lambda, learningRate, momentum,
+      () => heap(backend),
+    ),
   );
   if (!done) {
     for (const out of [outW, outV]) backend.disposeData(out.dataId, true);
