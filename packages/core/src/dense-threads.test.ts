@@ -4,14 +4,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
-import { callerShare, DenseThreads, splitRows } from './dense-threads.js';
+import { callerShare, DenseThreads, shareBesideIdleTask, splitRows } from './dense-threads.js';
 import { CoreArgumentError } from './errors.js';
 import { createModel, disposeModel, modelValues, type CoreModel } from './model.js';
 import { backwardTrace, forwardTrace } from './network.js';
 import { createPrng, nextNormal } from './prng.js';
 import { createMomentumState, disposeMomentumState, trainStep, type MomentumState } from './train-step.js';
 import {
-  allowRelaxedSimd, configureKernelThreads, configureWasmKernels, createBatchBuffer, deferredCopies, denseMomentumStep, releaseBatchBuffer, denseScores,
+  allowRelaxedSimd, configureKernelThreads, configureWasmKernels, createBatchBuffer, kernelThreadStats, denseMomentumStep, releaseBatchBuffer, denseScores,
   denseWeightGradient, setKernelIdleTask, shutdownKernelThreads, threadedProductCount, wasmKernelStatus, type WasmKernelVariant,
 } from './wasm-kernels.js';
 
@@ -107,6 +107,26 @@ describe('splitRows', () => {
     expect(callerShare(50, 2, false)).toBe(0.5);
     expect(callerShare(5000, 2, true)).toBeGreaterThan(0.49);
     expect(callerShare(50, 1, true)).toBe(1);
+  });
+});
+
+describe('shareBesideIdleTask', () => {
+  test("an idle task's time comes off the caller's rows, so that every thread finishes together", () => {
+    // 100 rows at 0.0166 ms each, a 0.49 ms task (the trainer's gather): 35 rows for the caller, 65 for the other thread.
+    const share = shareBesideIdleTask(0.5, 2, 100, 0.49, 0.0166);
+    expect(share * 100 * 0.0166 + 0.49).toBeCloseTo((1 - share) * 100 * 0.0166, 10);
+    expect(share).toBeCloseTo(0.3524, 4);
+    // Three threads: the two others share the rest.
+    const three = shareBesideIdleTask(1 / 3, 3, 90, 0.3, 0.01);
+    expect(three * 90 * 0.01 + 0.3).toBeCloseTo(((1 - three) * 90 * 0.01) / 2, 10);
+  });
+
+  test('never below 0; unchanged with one thread, no task, no measured row time or no rows', () => {
+    expect(shareBesideIdleTask(0.5, 2, 100, 50, 0.01)).toBe(0);
+    expect(shareBesideIdleTask(1, 1, 100, 0.5, 0.01)).toBe(1);
+    expect(shareBesideIdleTask(0.44, 2, 100, 0, 0.01)).toBe(0.44);
+    expect(shareBesideIdleTask(0.44, 2, 100, 0.5, 0)).toBe(0.44);
+    expect(shareBesideIdleTask(0.44, 2, 0, 0.5, 0.01)).toBe(0.44);
   });
 });
 
@@ -260,13 +280,13 @@ describe("deferred copies of the weight step's outputs (Note [Deferred copies of
 
     // Act
     const values = trainFresh(config, 7, (model, state) => {
-      const before = deferredCopies().copied;
+      const before = kernelThreadStats().deferredCopied;
       steps(model, state);
-      during = deferredCopies().copied - before;
-      waitingAfterSteps = deferredCopies().waiting;
+      during = kernelThreadStats().deferredCopied - before;
+      waitingAfterSteps = kernelThreadStats().deferredWaiting;
       viaOp = tf.tidy(() => tf.mul(model.layers[0].W, 1).dataSync() as Float32Array); // a tfjs kernel reads W first
       firstVelocity(state).dataSync();
-      copiedByReads = deferredCopies().copied - before;
+      copiedByReads = kernelThreadStats().deferredCopied - before;
     });
 
     // Assert: layer 1's W and velocity waited, were copied once each when read, and hold the 1-thread bits.
@@ -280,11 +300,11 @@ describe("deferred copies of the weight step's outputs (Note [Deferred copies of
   test('freed unread, they are dropped without a copy', () => {
     // Arrange
     onTwoThreads();
-    const before = deferredCopies().copied;
+    const before = kernelThreadStats().deferredCopied;
     const model = createModel(config, { seed: 7 });
     const state = createMomentumState(model);
     steps(model, state);
-    const waiting = deferredCopies().waiting;
+    const waiting = kernelThreadStats().deferredWaiting;
 
     // Act
     disposeMomentumState(state);
@@ -292,7 +312,7 @@ describe("deferred copies of the weight step's outputs (Note [Deferred copies of
 
     // Assert
     expect(waiting).toBe(2);
-    expect(deferredCopies()).toEqual({ waiting: 0, copied: before });
+    expect(kernelThreadStats()).toMatchObject({ deferredWaiting: 0, deferredCopied: before });
   });
 
   test('shutdownKernelThreads copies them into their tensors first', () => {
@@ -319,13 +339,13 @@ describe("deferred copies of the weight step's outputs (Note [Deferred copies of
     configureKernelThreads(1, { minWork: 1 << 20 });
     const expected = run();
     configureKernelThreads(2, { minWork: 0, adaptive: false });
-    const before = deferredCopies().copied;
+    const before = kernelThreadStats().deferredCopied;
 
     // Act
     const values = run();
 
     // Assert
-    expect(deferredCopies().copied - before).toBeGreaterThan(6); // evictions during the steps, beyond the reads at the end
+    expect(kernelThreadStats().deferredCopied - before).toBeGreaterThan(6); // evictions during the steps, beyond the reads at the end
     values.forEach((v, i) => expect(bits(v), `array ${i}`).toEqual(bits(expected[i])));
   });
 });
@@ -490,6 +510,36 @@ describe('configureKernelThreads', () => {
     product();
     expect(runs).toBe(1);
     setKernelIdleTask(null);
+  });
+
+  test("a slow idle task makes the caller take fewer of x·W's rows, and the results keep their bits", () => {
+    // Arrange: layer 1 is 200 × 256 × 64; a 20 ms idle task is worth more than all its rows.
+    const config = { inputDim: 256, hiddenDims: [64], classes: 10, batchNorm: true };
+    const labels = Array.from({ length: 200 }, (_, i) => i % 10);
+    const run = (idleMs: number) => {
+      const callerRows: number[] = [];
+      const values = trainFresh(config, 11, (model, state) => {
+        for (let step = 0; step < 4; step++) {
+          if (idleMs > 0) setKernelIdleTask(() => { const until = performance.now() + idleMs; while (performance.now() < until); });
+          trainStep(model, state, { rows: 200, cols: 256, data: normals(600 + step, 200 * 256) }, labels, { lambda: 0.01, learningRate: 0.05, momentum: 0.9 });
+          setKernelIdleTask(null);
+          callerRows.push(kernelThreadStats().lastForwardCallerRows);
+        }
+      });
+      return { callerRows, values };
+    };
+    configureKernelThreads(2, { minWork: 1 << 20, adaptive: false });
+
+    // Act
+    const plain = run(0);
+    const withTask = run(20);
+
+    // Assert: 88 rows without a task (callerShare: the caller also copies the rows in); after the
+    // first step has measured the task, none.
+    expect(plain.callerRows).toEqual([88, 88, 88, 88]);
+    expect(withTask.callerRows[0]).toBe(88);
+    expect(withTask.callerRows.slice(1)).toEqual([0, 0, 0]);
+    withTask.values.forEach((v, i) => expect(bits(v), `array ${i}`).toEqual(bits(plain.values[i])));
   });
 
   test('with the kernels off there are no threads, and the status says why', () => {

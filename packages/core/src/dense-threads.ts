@@ -107,9 +107,28 @@ export function callerShare(n: number, threads: number, copyingInput: boolean): 
   return threads === 2 ? ratio / (1 + 2 * ratio) : 1 / threads;
 }
 
+/**
+ * The caller's share of x·W's rows (`share` before this) when it will also run an idle task of
+ * `idleMs` after its part (DenseThreads.idleTask: the trainer's gather of the next batch, ≈ 0.5
+ * ms against ≈ 0.85 ms for the caller's half of 3072-50 x·W at batch 100 on 2026-12-01): it takes
+ * fewer rows, as many fewer as the task's time would compute at `rowMs` per row, so that all
+ * threads finish together. Never below 0; unchanged without a task or a measured row time.
+ */
+export function shareBesideIdleTask(share: number, threads: number, m: number, idleMs: number, rowMs: number): number {
+  if (threads === 1 || !(idleMs > 0) || !(rowMs > 0) || m === 0) return share;
+  // Caller: r·rowMs + idleMs; each other thread: (m − r)·rowMs / (threads − 1). Equal at
+  // r = m/threads − idleMs·(threads − 1)/(threads·rowMs): the share drops by the second term / m.
+  return Math.max(0, share - (idleMs * (threads - 1)) / (threads * rowMs * m));
+}
+
 /** Floats of W[k×n] packed in panels of 8 columns (assembly/dense.ts packPanels). */
 export function packedFloats(k: number, n: number): number {
   return Math.ceil(n / 8) * 8 * k;
+}
+
+/** An exponential moving average (weight 1/4 on the new sample; the sample itself when there is no average yet). */
+function movingAverage(average: number | undefined, sample: number): number {
+  return average === undefined ? sample : 0.75 * average + 0.25 * sample;
 }
 
 export class DenseThreadsError extends Error {
@@ -131,6 +150,13 @@ export class DenseThreads {
   probePart: number | null = null;
   /** Run once on the caller's thread after its own part of the next product, while the other threads finish theirs (see setKernelIdleTask). */
   idleTask: (() => void) | null = null;
+  /** How long idle tasks took (moving average, ms), and the caller's x·W time per row by k·n (see shareBesideIdleTask). */
+  private idleMs = 0;
+  private readonly forwardRowMs = new Map<number, number>();
+  /** The caller's rows of the last x·W (tests). */
+  lastForwardCallerRows = 0;
+  /** How long the caller's own part of the last product computed, in ms. */
+  private lastOwnMs = 0;
   /**
    * Back off when the threads lose: on a machine busier than its cores, the other threads may
    * not be scheduled while this one waits, and a product then takes longer than on one thread.
@@ -228,7 +254,9 @@ export class DenseThreads {
     const biasIn = bias ? this.input(heap, 'bias', bias, n, false) : null;
     const outIn = this.region('out', m * n);
     const tiles = this.tiles('tile', this.kernels.forwardTileFloats());
-    const parts = splitRows(m, this.threads, 4, callerShare(n, this.threads, copyX));
+    let share = callerShare(n, this.threads, copyX);
+    if (this.idleTask) share = shareBesideIdleTask(share, this.threads, m, this.idleMs, this.forwardRowMs.get(k * n) ?? 0);
+    const parts = splitRows(m, this.threads, 4, share);
     // Each part's rows of x are copied just before that part starts.
     const prepare = ([begin, end]: [number, number]) => {
       if (!copyX) return;
@@ -238,6 +266,9 @@ export class DenseThreads {
     this.run(parts, ([begin, end], t) => [OP_FORWARD, [
       xAt + begin * k * 4, wIn.offset, biasIn ? biasIn.offset : 0, outIn.offset + begin * n * 4, tiles[t].offset, end - begin, k, n,
     ], []], { prepare });
+    const ownRows = parts[0][1] - parts[0][0];
+    this.lastForwardCallerRows = ownRows;
+    if (ownRows > 0) this.forwardRowMs.set(k * n, movingAverage(this.forwardRowMs.get(k * n), this.lastOwnMs / ownRows));
     if (xIn) xIn.tag = tag;
     this.copyOut(heap, outIn, out, m * n);
   }
@@ -320,15 +351,20 @@ export class DenseThreads {
       asked.push(w);
     });
     const started = performance.now();
+    this.lastOwnMs = 0;
     if (parts[0][0] !== parts[0][1]) {
       hooks.prepare?.(parts[0]);
+      const computing = performance.now();
       this.runHere(...request(parts[0], 0));
+      this.lastOwnMs = performance.now() - computing;
       hooks.ownDone?.(parts[0]);
     }
     const idle = this.idleTask;
     if (idle && asked.length > 0) {
       this.idleTask = null;
+      const idleStart = performance.now();
       idle();
+      this.idleMs = movingAverage(this.idleMs || undefined, performance.now() - idleStart);
     }
     const ownDone = performance.now();
     for (const w of asked) this.awaitAnswer(w);

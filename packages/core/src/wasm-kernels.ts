@@ -232,11 +232,13 @@ export function threadedProductCount(): number {
 }
 
 /**
- * The current pool's deferred outputs (Note [Deferred copies of the weight step's outputs]):
- * how many wait for their copy into the tfjs heap, and how many copies were made (tests).
+ * The current pool, for tests: its deferred outputs (Note [Deferred copies of the weight step's
+ * outputs]) still waiting for their copy into the tfjs heap and the copies made so far, and the
+ * rows of the last x·W the caller's thread computed itself (see shareBesideIdleTask).
  */
-export function deferredCopies(): { waiting: number; copied: number } {
-  return { waiting: pool?.threads.deferredCount ?? 0, copied: pool?.threads.deferredFlushes ?? 0 };
+export function kernelThreadStats(): { deferredWaiting: number; deferredCopied: number; lastForwardCallerRows: number } {
+  const threads = pool?.threads;
+  return { deferredWaiting: threads?.deferredCount ?? 0, deferredCopied: threads?.deferredFlushes ?? 0, lastForwardCallerRows: threads?.lastForwardCallerRows ?? 0 };
 }
 
 /**
@@ -244,7 +246,8 @@ export function deferredCopies(): { waiting: number; copied: number } {
  * their parts of the next threaded product, instead of waiting idle: the trainer gathers the next
  * mini-batch there. It runs inside a TensorFlow.js kernel, so it must not call TensorFlow.js. It
  * may never run (no threaded product comes, or threads are off): the caller checks and does the
- * work itself then.
+ * work itself then. This thread takes fewer rows of that product, as many fewer as the earlier
+ * tasks' time would compute (dense-threads.ts shareBesideIdleTask), so the threads finish together.
  */
 export function setKernelIdleTask(task: (() => void) | null): void {
   if (pool) pool.threads.idleTask = task;
