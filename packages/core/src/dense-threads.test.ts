@@ -462,21 +462,32 @@ describe("a train step's batch given as rows (Float32Matrix) on the threads", ()
 });
 
 describe('backing off when the threads lose (a machine busier than its cores)', () => {
-  test('after 4 products in a row whose wait outlasted the own part, the next 2000 run unthreaded, then the threads are tried again', () => {
+  test('after 4 products in a row whose wait outlasted the own part, the next 100 run unthreaded, twice as many each time the threads lose again, 100 again after 16 good ones', () => {
     const pool = new DenseThreads(sharedModule('simd128'), 1, WORKER_URL);
     const judge = (own: number, wait: number) => (pool as unknown as { judge(o: number, w: number): void }).judge(own, wait);
+    const loseFourTimes = () => { for (let i = 0; i < 4; i++) judge(0.5, 0.8); };
+    const unthreadedRun = () => { let unthreaded = 0; while (pool.shouldBackOff()) unthreaded++; return unthreaded; };
     for (let i = 0; i < 3; i++) judge(0.5, 0.8);
     judge(0.5, 0.1); // a good product in between resets the count
     for (let i = 0; i < 3; i++) judge(0.5, 0.8);
     expect(pool.shouldBackOff()).toBe(false);
     judge(0.5, 0.8);
     expect(pool.backOffs).toBe(1);
-    let unthreaded = 0;
-    while (pool.shouldBackOff()) unthreaded++;
-    expect(unthreaded).toBe(2000);
-    judge(0.5, 0.04); // short waits never count, whatever the ratio
+    expect(unthreadedRun()).toBe(100);
+    const lengths: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      loseFourTimes();
+      lengths.push(unthreadedRun());
+    }
+    expect(lengths).toEqual([200, 400, 800, 1600, 3200, 3200, 3200]);
+    for (let i = 0; i < 15; i++) judge(0.5, 0.1);
+    loseFourTimes();
+    expect(unthreadedRun()).toBe(3200); // 15 good products are not enough
+    for (let i = 0; i < 16; i++) judge(0.5, 0.04); // short waits never count as slow, whatever the ratio
     judge(0.01, 0.04);
     expect(pool.shouldBackOff()).toBe(false);
+    loseFourTimes();
+    expect(unthreadedRun()).toBe(100);
     pool.shutdown();
   });
 });

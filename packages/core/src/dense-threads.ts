@@ -70,7 +70,9 @@ const WORKER_SPIN_MS = 2;
 const ANSWER_TIMEOUT_MS = 60_000;
 /** See DenseThreads.adaptive. */
 const SLOW_RUNS_TO_BACK_OFF = 4;
-const BACK_OFF_PRODUCTS = 2000;
+const FIRST_BACK_OFF_PRODUCTS = 100;
+const MAX_BACK_OFF_PRODUCTS = 3200;
+const GOOD_RUNS_TO_FORGIVE = 16;
 /** A worker that has not started in this long is taken as unable to start (the pool is not used). */
 const START_TIMEOUT_MS = 10_000;
 /** W and velocity copies kept: a step of two threaded layers holds 8 (W, v in; W, v out, per layer). */
@@ -161,12 +163,18 @@ export class DenseThreads {
    * Back off when the threads lose: on a machine busier than its cores, the other threads may
    * not be scheduled while this one waits, and a product then takes longer than on one thread.
    * After SLOW_RUNS_TO_BACK_OFF products in a row whose wait outlasted this thread's own part
-   * (past break-even: one thread alone would have been done), the next BACK_OFF_PRODUCTS products
-   * run unthreaded (the caller asks shouldBackOff), then the threads are tried again. Results
-   * are the same bits either way; only the speed changes.
+   * (past break-even: one thread alone would have been done), the next products run unthreaded
+   * (the caller asks shouldBackOff), then the threads are tried again: FIRST_BACK_OFF_PRODUCTS
+   * the first time, twice as many each time the threads lose again (up to MAX_BACK_OFF_PRODUCTS),
+   * and the first length again once GOOD_RUNS_TO_FORGIVE products in a row did not lose. A
+   * busy machine so runs unthreaded almost all the time, while a stall of a few milliseconds
+   * (seen early in a process, with V8 still compiling on both cores) costs 100 products, not
+   * the 2,000 a fixed length took. Results are the same bits either way; only the speed changes.
    */
   adaptive = true;
   private slowRuns = 0;
+  private goodRuns = 0;
+  private nextBackOff = FIRST_BACK_OFF_PRODUCTS;
   private backOffLeft = 0;
   /** Times the pool has backed off so far. */
   backOffs = 0;
@@ -254,8 +262,8 @@ export class DenseThreads {
     const biasIn = bias ? this.input(heap, 'bias', bias, n, false) : null;
     const outIn = this.region('out', m * n);
     const tiles = this.tiles('tile', this.kernels.forwardTileFloats());
-    let share = callerShare(n, this.threads, copyX);
-    if (this.idleTask) share = shareBesideIdleTask(share, this.threads, m, this.idleMs, this.forwardRowMs.get(k * n) ?? 0);
+    const evenShare = callerShare(n, this.threads, copyX);
+    const share = this.idleTask ? shareBesideIdleTask(evenShare, this.threads, m, this.idleMs, this.forwardRowMs.get(k * n) ?? 0) : evenShare;
     const parts = splitRows(m, this.threads, 4, share);
     // Each part's rows of x are copied just before that part starts.
     const prepare = ([begin, end]: [number, number]) => {
@@ -265,7 +273,7 @@ export class DenseThreads {
     };
     this.run(parts, ([begin, end], t) => [OP_FORWARD, [
       xAt + begin * k * 4, wIn.offset, biasIn ? biasIn.offset : 0, outIn.offset + begin * n * 4, tiles[t].offset, end - begin, k, n,
-    ], []], { prepare });
+    ], []], { prepare, judged: share === evenShare });
     const ownRows = parts[0][1] - parts[0][0];
     this.lastForwardCallerRows = ownRows;
     if (ownRows > 0) this.forwardRowMs.set(k * n, movingAverage(this.forwardRowMs.get(k * n), this.lastOwnMs / ownRows));
@@ -324,11 +332,12 @@ export class DenseThreads {
   /**
    * Runs part t of `parts` on thread t (0: this one) and waits for all. `prepare(part)` runs just
    * before a part is started (copying in its own rows, so the other threads start sooner);
-   * `ownDone(part)` right after this thread's part, while the others may still run.
+   * `ownDone(part)` right after this thread's part, while the others may still run. `judged`
+   * false: the product does not count for the back-off (see adaptive).
    */
   private run(
     parts: Array<[number, number]>, request: (part: [number, number], t: number) => [number, number[], number[]],
-    hooks: { prepare?: (part: [number, number]) => void; ownDone?: (part: [number, number]) => void } = {},
+    hooks: { prepare?: (part: [number, number]) => void; ownDone?: (part: [number, number]) => void; judged?: boolean } = {},
   ): void {
     if (this.broken) throw new DenseThreadsError(this.broken);
     this.runs++;
@@ -368,7 +377,8 @@ export class DenseThreads {
     }
     const ownDone = performance.now();
     for (const w of asked) this.awaitAnswer(w);
-    if (this.adaptive && asked.length > 0) this.judge(ownDone - started, performance.now() - ownDone);
+    // A caller's part made smaller on purpose (shareBesideIdleTask) says nothing about whether the threads lose.
+    if (this.adaptive && asked.length > 0 && hooks.judged !== false) this.judge(ownDone - started, performance.now() - ownDone);
   }
 
   /** Whether the next product should run unthreaded (see adaptive); counts it if so. */
@@ -380,12 +390,17 @@ export class DenseThreads {
 
   private judge(ownMs: number, waitMs: number): void {
     if (waitMs > ownMs && waitMs > 0.05) {
+      this.goodRuns = 0;
       if (++this.slowRuns >= SLOW_RUNS_TO_BACK_OFF) {
         this.slowRuns = 0;
-        this.backOffLeft = BACK_OFF_PRODUCTS;
+        this.backOffLeft = this.nextBackOff;
+        this.nextBackOff = Math.min(2 * this.nextBackOff, MAX_BACK_OFF_PRODUCTS);
         this.backOffs++;
       }
-    } else this.slowRuns = 0;
+    } else {
+      this.slowRuns = 0;
+      if (++this.goodRuns >= GOOD_RUNS_TO_FORGIVE) this.nextBackOff = FIRST_BACK_OFF_PRODUCTS;
+    }
   }
 
   /** Fills what the request's outputs point to (whole regions) with NaN: see probePart. */
