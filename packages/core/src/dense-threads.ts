@@ -153,12 +153,10 @@ export class DenseThreads {
   /** Run once on the caller's thread after its own part of the next product, while the other threads finish theirs (see setKernelIdleTask). */
   idleTask: (() => void) | null = null;
   /** How long idle tasks took (moving average, ms), and the caller's x·W time per row by k·n (see shareBesideIdleTask). */
-  private idleMs = 0;
+  private idleMs: number | undefined;
   private readonly forwardRowMs = new Map<number, number>();
   /** The caller's rows of the last x·W (tests). */
   lastForwardCallerRows = 0;
-  /** How long the caller's own part of the last product computed, in ms. */
-  private lastOwnMs = 0;
   /**
    * Back off when the threads lose: on a machine busier than its cores, the other threads may
    * not be scheduled while this one waits, and a product then takes longer than on one thread.
@@ -263,7 +261,7 @@ export class DenseThreads {
     const outIn = this.region('out', m * n);
     const tiles = this.tiles('tile', this.kernels.forwardTileFloats());
     const evenShare = callerShare(n, this.threads, copyX);
-    const share = this.idleTask ? shareBesideIdleTask(evenShare, this.threads, m, this.idleMs, this.forwardRowMs.get(k * n) ?? 0) : evenShare;
+    const share = this.idleTask ? shareBesideIdleTask(evenShare, this.threads, m, this.idleMs ?? 0, this.forwardRowMs.get(k * n) ?? 0) : evenShare;
     const parts = splitRows(m, this.threads, 4, share);
     // Each part's rows of x are copied just before that part starts.
     const prepare = ([begin, end]: [number, number]) => {
@@ -271,12 +269,12 @@ export class DenseThreads {
       const part = new Float32Array(this.memory.buffer, xAt + begin * k * 4, (end - begin) * k);
       part.set(rows ? rows.subarray(begin * k, end * k) : new Float32Array(heap, (x as TensorRef).offset + begin * k * 4, (end - begin) * k));
     };
-    this.run(parts, ([begin, end], t) => [OP_FORWARD, [
+    const ownMs = this.run(parts, ([begin, end], t) => [OP_FORWARD, [
       xAt + begin * k * 4, wIn.offset, biasIn ? biasIn.offset : 0, outIn.offset + begin * n * 4, tiles[t].offset, end - begin, k, n,
     ], []], { prepare, judged: share === evenShare });
     const ownRows = parts[0][1] - parts[0][0];
     this.lastForwardCallerRows = ownRows;
-    if (ownRows > 0) this.forwardRowMs.set(k * n, movingAverage(this.forwardRowMs.get(k * n), this.lastOwnMs / ownRows));
+    if (ownRows > 0) this.forwardRowMs.set(k * n, movingAverage(this.forwardRowMs.get(k * n), ownMs / ownRows));
     if (xIn) xIn.tag = tag;
     this.copyOut(heap, outIn, out, m * n);
   }
@@ -333,12 +331,13 @@ export class DenseThreads {
    * Runs part t of `parts` on thread t (0: this one) and waits for all. `prepare(part)` runs just
    * before a part is started (copying in its own rows, so the other threads start sooner);
    * `ownDone(part)` right after this thread's part, while the others may still run. `judged`
-   * false: the product does not count for the back-off (see adaptive).
+   * false: the product does not count for the back-off (see adaptive). Returns how long this
+   * thread's own part computed, in ms.
    */
   private run(
     parts: Array<[number, number]>, request: (part: [number, number], t: number) => [number, number[], number[]],
     hooks: { prepare?: (part: [number, number]) => void; ownDone?: (part: [number, number]) => void; judged?: boolean } = {},
-  ): void {
+  ): number {
     if (this.broken) throw new DenseThreadsError(this.broken);
     this.runs++;
     const asked: Thread[] = [];
@@ -360,12 +359,12 @@ export class DenseThreads {
       asked.push(w);
     });
     const started = performance.now();
-    this.lastOwnMs = 0;
+    let ownMs = 0;
     if (parts[0][0] !== parts[0][1]) {
       hooks.prepare?.(parts[0]);
       const computing = performance.now();
       this.runHere(...request(parts[0], 0));
-      this.lastOwnMs = performance.now() - computing;
+      ownMs = performance.now() - computing;
       hooks.ownDone?.(parts[0]);
     }
     const idle = this.idleTask;
@@ -373,12 +372,13 @@ export class DenseThreads {
       this.idleTask = null;
       const idleStart = performance.now();
       idle();
-      this.idleMs = movingAverage(this.idleMs || undefined, performance.now() - idleStart);
+      this.idleMs = movingAverage(this.idleMs, performance.now() - idleStart);
     }
     const ownDone = performance.now();
     for (const w of asked) this.awaitAnswer(w);
     // A caller's part made smaller on purpose (shareBesideIdleTask) says nothing about whether the threads lose.
     if (this.adaptive && asked.length > 0 && hooks.judged !== false) this.judge(ownDone - started, performance.now() - ownDone);
+    return ownMs;
   }
 
   /** Whether the next product should run unthreaded (see adaptive); counts it if so. */
