@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
-import { callerShare, DenseThreads, shareBesideIdleTask, splitRows } from './dense-threads.js';
+import { callerShare, DenseThreads, movingAverage, shareBesideIdleTask, splitRows } from './dense-threads.js';
 import { CoreArgumentError } from './errors.js';
 import { createModel, disposeModel, modelValues, type CoreModel } from './model.js';
 import { backwardTrace, forwardTrace } from './network.js';
@@ -119,6 +119,12 @@ describe('shareBesideIdleTask', () => {
     // Three threads: the two others share the rest.
     const three = shareBesideIdleTask(1 / 3, 3, 90, 0.3, 0.01);
     expect(three * 90 * 0.01 + 0.3).toBeCloseTo(((1 - three) * 90 * 0.01) / 2, 10);
+  });
+
+  test('the times it is given are moving averages: the first sample, then 3/4 of the average and 1/4 of each new sample', () => {
+    expect(movingAverage(undefined, 4)).toBe(4);
+    expect(movingAverage(4, 8)).toBe(5);
+    expect(movingAverage(5, 1)).toBe(4);
   });
 
   test('never below 0; unchanged with one thread, no task, no measured row time or no rows', () => {
@@ -483,8 +489,8 @@ describe('backing off when the threads lose (a machine busier than its cores)', 
     for (let i = 0; i < 15; i++) judge(0.5, 0.1);
     loseFourTimes();
     expect(unthreadedRun()).toBe(3200); // 15 good products are not enough
-    for (let i = 0; i < 16; i++) judge(0.5, 0.04); // short waits never count as slow, whatever the ratio
-    judge(0.01, 0.04);
+    for (let i = 0; i < 15; i++) judge(0.5, 0.04); // short waits never count as slow, whatever the ratio
+    judge(0.01, 0.04); // the 16th
     expect(pool.shouldBackOff()).toBe(false);
     loseFourTimes();
     expect(unthreadedRun()).toBe(100);

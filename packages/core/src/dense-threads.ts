@@ -129,7 +129,7 @@ export function packedFloats(k: number, n: number): number {
 }
 
 /** An exponential moving average (weight 1/4 on the new sample; the sample itself when there is no average yet). */
-function movingAverage(average: number | undefined, sample: number): number {
+export function movingAverage(average: number | undefined, sample: number): number {
   return average === undefined ? sample : 0.75 * average + 0.25 * sample;
 }
 
