@@ -12,7 +12,8 @@ import { createPrng, nextNormal } from './prng.js';
 import { createMomentumState, disposeMomentumState, trainStep, type MomentumState } from './train-step.js';
 import {
   allowRelaxedSimd, configureKernelThreads, configureWasmKernels, createBatchBuffer, kernelThreadStats, denseMomentumStep, releaseBatchBuffer, denseScores,
-  denseWeightGradient, setKernelIdleTask, shutdownKernelThreads, threadedProductCount, wasmKernelStatus, type WasmKernelVariant,
+  denseWeightGradient, forgetGatherSource, gatherRowsInBackground, setKernelIdleTask, shutdownKernelThreads, threadedProductCount, wasmKernelStatus,
+  type WasmKernelVariant,
 } from './wasm-kernels.js';
 
 // The threaded dense products (dense-threads.ts): a split across threads must give the bits of
@@ -495,6 +496,148 @@ describe('backing off when the threads lose (a machine busier than its cores)', 
     loseFourTimes();
     expect(unthreadedRun()).toBe(100);
     pool.shutdown();
+  });
+});
+
+describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
+  onWasmKernelsThenOneThread();
+
+  const cols = 257;
+  /** `rows` rows of normals on a SharedArrayBuffer, as the trainer's standardised sets. */
+  const sharedRows = (rows: number, seed: number) => {
+    const data = new Float32Array(new SharedArrayBuffer(rows * cols * 4));
+    data.set(normals(seed, rows * cols));
+    return data;
+  };
+  const indicesOf = (count: number, rows: number, seed: number) => {
+    const prng = createPrng(seed);
+    // Repeats allowed, and the last row always in (the end of the source).
+    return Int32Array.from({ length: count }, (_, r) => (r === 0 ? rows - 1 : Math.floor(nextNormal(prng) ** 2 * rows) % rows));
+  };
+  /** The rows copied here, as the trainer's fill does. */
+  const expected = (source: Float32Array, indices: Int32Array) => {
+    const out = new Float32Array(indices.length * cols);
+    indices.forEach((row, r) => out.set(source.subarray(row * cols, (row + 1) * cols), r * cols));
+    return out;
+  };
+  const target = (rows: number) => createBatchBuffer(rows * cols).fill(NaN);
+  const product = () => tf.tidy(() => denseScores(tf.tensor2d(normals(5, 64 * 96), [64, 96]), tf.tensor2d(normals(6, 96 * 40), [96, 40]), tf.zeros([40])).dataSync() as Float32Array);
+  /** Blocks this thread (not the kernel threads) for `ms`. */
+  const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+  test('the thread copies the rows around the products it takes part in, which keep their bits; finish() then has nothing left', () => {
+    // Arrange
+    configureKernelThreads(1, { minWork: 1 << 20 });
+    const unthreaded = product();
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    const source = sharedRows(300, 1);
+    const indices = indicesOf(90, 300, 2);
+    const into = target(90);
+    const before = kernelThreadStats().gatheredByThreads;
+
+    // Act: products while the gather runs (each stops it and resumes it), then time for the rest.
+    const gather = gatherRowsInBackground(source.subarray(0), cols, indices, into);
+    const during = [product(), product()];
+    sleep(200);
+    gather!.finish();
+    gather!.finish(); // again: nothing
+
+    // Assert
+    expect(gather).not.toBeNull();
+    during.forEach((values) => expect(bits(values)).toEqual(bits(unthreaded)));
+    expect(kernelThreadStats().gatheredByThreads - before).toBe(90);
+    expect(bits(into.subarray(0, 90 * cols))).toEqual(bits(expected(source, indices)));
+  });
+
+  test('finish() at once: this thread takes the rows the kernel thread has not, and the result is the same', () => {
+    // Arrange: rows of 3072 floats, as CIFAR's, so that the two threads overlap.
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    const source = new Float32Array(new SharedArrayBuffer(400 * 3072 * 4));
+    for (let i = 0; i < source.length; i++) source[i] = i;
+    const into = createBatchBuffer(200 * 3072);
+    for (let trial = 0; trial < 5; trial++) {
+      const indices = Int32Array.from({ length: 200 }, (_, r) => (r * 37 + trial) % 400);
+      into.fill(NaN);
+      const before = kernelThreadStats().gatheredByThreads;
+
+      // Act
+      gatherRowsInBackground(source, 3072, indices, into)!.finish();
+
+      // Assert: row r holds source row indices[r] (its first float is its index · 3072), every float of it.
+      const wrong = indices.findIndex((row, r) => into.subarray(r * 3072, (r + 1) * 3072).some((value, c) => value !== row * 3072 + c));
+      expect(wrong, `trial ${trial}: first wrong row`).toBe(-1);
+      expect(kernelThreadStats().gatheredByThreads - before).toBeLessThanOrEqual(200);
+    }
+    releaseBatchBuffer(into);
+  });
+
+  test('a source that is a view into its buffer is read from its own first float', () => {
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    const whole = sharedRows(50, 3);
+    const source = whole.subarray(7 * cols, 47 * cols); // 40 rows from row 7
+    const indices = indicesOf(30, 40, 4);
+    const into = target(30);
+    const before = kernelThreadStats().gatheredByThreads;
+    const gather = gatherRowsInBackground(source, cols, indices, into)!;
+    sleep(100); // the kernel thread copies every row
+    gather.finish();
+    expect(kernelThreadStats().gatheredByThreads - before).toBe(30);
+    expect(bits(into.subarray(0, 30 * cols))).toEqual(bits(expected(source, indices)));
+  });
+
+  test('a pending gather is completed first when another starts, when its buffer is released and when the threads shut down', () => {
+    // Arrange
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    const sources = [sharedRows(200, 10), sharedRows(200, 11), sharedRows(200, 12)];
+    const indices = indicesOf(60, 200, 13);
+    const want = sources.map((s) => bits(expected(s, indices)));
+    const intos = [target(60), target(60), target(60)];
+
+    // Act + Assert: three sources in turn (past the 2 a thread holds), then the first again.
+    gatherRowsInBackground(sources[0], cols, indices, intos[0]);
+    gatherRowsInBackground(sources[1], cols, indices, intos[1]);
+    expect(bits(intos[0].subarray(0, 60 * cols))).toEqual(want[0]);
+    gatherRowsInBackground(sources[2], cols, indices, intos[2]);
+    expect(bits(intos[1].subarray(0, 60 * cols))).toEqual(want[1]);
+    intos[0].fill(NaN);
+    gatherRowsInBackground(sources[0], cols, indices, intos[0]);
+    expect(bits(intos[2].subarray(0, 60 * cols))).toEqual(want[2]);
+    releaseBatchBuffer(intos[0]);
+    expect(bits(intos[0].subarray(0, 60 * cols))).toEqual(want[0]);
+    // Forgotten, a source is posted again when next used.
+    forgetGatherSource(sources[1]);
+    intos[1].fill(NaN);
+    gatherRowsInBackground(sources[1], cols, indices, intos[1]);
+    shutdownKernelThreads();
+    expect(bits(intos[1].subarray(0, 60 * cols))).toEqual(want[1]);
+  });
+
+  test('null when no kernel thread can (then copy the rows here); bad arguments are CoreArgumentErrors naming them', () => {
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    const source = sharedRows(20, 20);
+    const indices = indicesOf(10, 20, 21);
+    expect(gatherRowsInBackground(new Float32Array(source), cols, indices, target(10))).toBeNull(); // not shared
+    expect(gatherRowsInBackground(source, cols, indices, new Float32Array(10 * cols))).toBeNull(); // not a batch buffer
+    expect(gatherRowsInBackground(source, cols, new Int32Array(0), target(10))).toBeNull(); // nothing to gather
+    const bad: Array<[unknown[], string]> = [
+      [[[1, 2], cols, indices, target(10)], 'source'],
+      [[source, 256, indices, target(10)], 'cols'],
+      [[source, cols, [1, 2], target(10)], 'rowIndices'],
+      [[source, cols, Int32Array.of(0, 20), target(10)], 'rowIndices[1]'],
+      [[source, cols, Int32Array.of(-1), target(10)], 'rowIndices[0]'],
+      [[source, cols, indices, target(9)], 'target'],
+    ];
+    for (const [args, argument] of bad) {
+      const call = () => (gatherRowsInBackground as (...a: unknown[]) => unknown)(...args);
+      expect(call, argument).toThrow(CoreArgumentError);
+      try {
+        call();
+      } catch (error) {
+        expect((error as CoreArgumentError).argument, argument).toBe(argument);
+      }
+    }
+    configureKernelThreads(1);
+    expect(gatherRowsInBackground(source, cols, indices, target(10))).toBeNull();
   });
 });
 

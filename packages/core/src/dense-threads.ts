@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 
 // The dense layers' two large products on several threads: x·W + b split by rows of x (W packed
 // in 8-column panels, assembly/dense.ts packPanels), and the fused weight step split by rows of
@@ -59,8 +59,10 @@ const WebAssemblyApi = (globalThis as unknown as {
 }).WebAssembly;
 
 // Control block of one worker (Int32Array indices; float arguments share the buffer).
-const REQUEST = 0, DONE = 1, OP = 2, STATUS = 3, READY = 4, INT_ARGS = 8, FLOAT_ARGS = 32, CONTROL_INTS = 48;
-const OP_EXIT = 0, OP_FORWARD = 1, OP_WEIGHT_STEP = 2;
+const REQUEST = 0, DONE = 1, OP = 2, STATUS = 3, READY = 4, GATHER_NEXT = 5, GATHER_STOP = 6, INT_ARGS = 8, FLOAT_ARGS = 32, CONTROL_INTS = 48;
+const OP_EXIT = 0, OP_FORWARD = 1, OP_WEIGHT_STEP = 2, OP_GATHER = 3;
+/** Gather sources a kernel thread holds at most (the oldest is dropped): each may be a whole data set. */
+const MAX_GATHER_SOURCES = 2;
 const PAGE = 65536;
 /** Initial 16 MiB; at most 1 GiB (past that, callers fall back to the unthreaded kernels). */
 const INITIAL_PAGES = 256, MAXIMUM_PAGES = 16384;
@@ -83,7 +85,32 @@ const KEPT_PACKED_COPIES = 4;
 interface Region { readonly offset: number; readonly floats: number }
 /** An output whose copy into the tfjs heap waits: the kept region, the heap byte offset, and how to find the heap then. */
 interface Deferred { readonly region: Region; readonly to: number; readonly heapNow: () => ArrayBufferLike }
-interface Thread { readonly worker: Worker; readonly ctrl: Int32Array; readonly floats: Float32Array; seq: number }
+interface Thread {
+  readonly worker: Worker; readonly ctrl: Int32Array; readonly floats: Float32Array; seq: number;
+  /** Where gather sources are posted to it (see startGather). */
+  readonly sourcePort: MessagePort;
+  /** The sources it holds, oldest first (weakly: dropping them is up to forgetGatherSource or the cap). */
+  readonly sources: Array<{ readonly buffer: WeakRef<SharedArrayBuffer>; readonly id: number }>;
+}
+
+/** A gather of rows into a rowsBuffer on the first kernel thread (see DenseThreads.startGather). */
+export interface GatherJob {
+  /** Completes it: this thread copies the rows still unclaimed while the kernel thread finishes its current one. */
+  finish(): void;
+}
+
+interface GatherState {
+  readonly handle: GatherJob;
+  readonly thread: Thread;
+  readonly source: Float32Array;
+  readonly cols: number;
+  readonly indices: Int32Array;
+  readonly target: Float32Array;
+  /** The OP_GATHER arguments (source id, source float offset, cols, indices' and target's byte offsets, rows). */
+  readonly request: number[];
+  /** Whether the thread is running it now (it then answers only after GATHER_STOP or the last row). */
+  running: boolean;
+}
 
 /**
  * Rows [begin, end) of each part when `rows` are split into `parts`, at multiples of `align`: the
@@ -204,12 +231,14 @@ export class DenseThreads {
     this.ownBuffers.add(this.memory.buffer);
     for (let t = 1; t < threads; t++) {
       const control = new SharedArrayBuffer(CONTROL_INTS * 4);
-      const worker = new Worker(workerUrl, { workerData: { module, memory: this.memory, control, spinMs: WORKER_SPIN_MS } });
+      const { port1, port2 } = new MessageChannel();
+      const worker = new Worker(workerUrl, { workerData: { module, memory: this.memory, control, spinMs: WORKER_SPIN_MS, sourcePort: port2 }, transferList: [port2] });
+      port1.unref();
       worker.unref();
       const fail = (why: string) => { this.broken ??= why; };
       worker.on('error', (error) => fail(`a kernel thread failed: ${error.message}`));
       worker.on('exit', (code) => fail(`a kernel thread exited (code ${code})`));
-      this.workers.push({ worker, ctrl: new Int32Array(control), floats: new Float32Array(control), seq: 0 });
+      this.workers.push({ worker, ctrl: new Int32Array(control), floats: new Float32Array(control), seq: 0, sourcePort: port1, sources: [] });
     }
     // A worker boots on its own thread (no event loop turn needed here), so waiting is safe; one
     // that cannot start (say, its script is missing) would otherwise be found out only by a timeout.
@@ -229,6 +258,7 @@ export class DenseThreads {
 
   /** Ends the worker threads, after copying every deferred output into its tensor. */
   shutdown(): void {
+    this.finishGather();
     for (const dataId of [...this.deferred.keys()]) this.flushDeferred(dataId);
     for (const w of this.workers) {
       w.ctrl[OP] = OP_EXIT;
@@ -339,6 +369,7 @@ export class DenseThreads {
     hooks: { prepare?: (part: [number, number]) => void; ownDone?: (part: [number, number]) => void; judged?: boolean } = {},
   ): number {
     if (this.broken) throw new DenseThreadsError(this.broken);
+    this.pauseGather();
     this.runs++;
     const asked: Thread[] = [];
     const probe = this.probePart;
@@ -378,7 +409,122 @@ export class DenseThreads {
     for (const w of asked) this.awaitAnswer(w);
     // A caller's part made smaller on purpose (shareBesideIdleTask) says nothing about whether the threads lose.
     if (this.adaptive && asked.length > 0 && hooks.judged !== false) this.judge(ownDone - started, performance.now() - ownDone);
+    this.resumeGather();
     return ownMs;
+  }
+
+  /**
+   * Starts copying rows indices[r] of `source` (`cols` floats per row, on a SharedArrayBuffer)
+   * to row r of `target` (a rowsBuffer) on the first kernel thread, which runs it whenever it has
+   * no part of a product: stopped before each product, resumed after it (so between a train
+   * step's products it fills the time this thread spends on the small layers). Rows are claimed
+   * one at a time from a shared counter, so finish() splits what is left between both threads.
+   * One gather at a time: a new one finishes the last first. null when no kernel thread can
+   * (one thread, a broken pool, a source not on a SharedArrayBuffer, a target not a rowsBuffer).
+   * Arguments are validated by the caller (wasm-kernels.ts gatherRowsInBackground).
+   */
+  startGather(source: Float32Array, cols: number, indices: Int32Array, target: Float32Array): GatherJob | null {
+    const thread = this.workers[0];
+    const targetAt = this.inPlace(target);
+    if (!thread || this.broken || targetAt === null || !(source.buffer instanceof SharedArrayBuffer)) return null;
+    this.finishGather();
+    const id = this.gatherSourceId(thread, source.buffer);
+    const rows = indices.length;
+    const at = this.region('gatherIndices', rows);
+    new Int32Array(this.memory.buffer, at.offset, rows).set(indices);
+    Atomics.store(thread.ctrl, GATHER_NEXT, 0);
+    const handle: GatherJob = { finish: () => { if (this.gather?.handle === handle) this.finishGather(); } };
+    this.gather = {
+      handle, thread, source, cols, indices: new Int32Array(this.memory.buffer, at.offset, rows), target,
+      request: [id, source.byteOffset / 4, cols, at.offset, targetAt, rows], running: false,
+    };
+    this.resumeGather();
+    return handle;
+  }
+
+  /** Tells the kernel threads to let go of a gather source (they also drop the oldest past MAX_GATHER_SOURCES). */
+  forgetGatherSource(buffer: ArrayBufferLike): void {
+    if (this.gather?.source.buffer === buffer) this.finishGather();
+    for (const thread of this.workers) {
+      const at = thread.sources.findIndex((s) => s.buffer.deref() === buffer);
+      if (at < 0) continue;
+      thread.sourcePort.postMessage({ drop: thread.sources[at].id });
+      thread.sources.splice(at, 1);
+    }
+  }
+
+  /** Rows of gathers the kernel threads copied so far (the rest were copied by finish() on this thread). */
+  gatheredByThreads = 0;
+  private gather: GatherState | null = null;
+  private nextSourceId = 1;
+
+  private gatherSourceId(thread: Thread, buffer: SharedArrayBuffer): number {
+    const found = thread.sources.find((s) => s.buffer.deref() === buffer);
+    if (found) return found.id;
+    const id = this.nextSourceId++;
+    // Posted before any request names it: the thread finds it queued (receiveMessageOnPort).
+    thread.sourcePort.postMessage({ add: id, buffer });
+    thread.sources.push({ buffer: new WeakRef(buffer), id });
+    while (thread.sources.length > MAX_GATHER_SOURCES) thread.sourcePort.postMessage({ drop: thread.sources.shift()!.id });
+    return id;
+  }
+
+  private resumeGather(): void {
+    const g = this.gather;
+    if (!g || g.running || this.broken || Atomics.load(g.thread.ctrl, GATHER_NEXT) >= g.indices.length) return;
+    const { thread } = g;
+    Atomics.store(thread.ctrl, GATHER_STOP, 0);
+    thread.ctrl[OP] = OP_GATHER;
+    g.request.forEach((value, i) => { thread.ctrl[INT_ARGS + i] = value; });
+    Atomics.store(thread.ctrl, REQUEST, ++thread.seq);
+    Atomics.notify(thread.ctrl, REQUEST);
+    g.running = true;
+  }
+
+  /** Stops the gather's thread after its current row, so that it can take a part of a product. */
+  private pauseGather(): void {
+    const g = this.gather;
+    if (!g?.running) return;
+    Atomics.store(g.thread.ctrl, GATHER_STOP, 1);
+    g.running = false;
+    try {
+      this.awaitAnswer(g.thread);
+    } catch (error) {
+      this.finishGather(true); // on this thread: the batch is whole whatever became of the thread
+      throw error;
+    }
+  }
+
+  /** `copyAll`: the thread failed, so every row is copied here (one of its rows may be half copied). */
+  private finishGather(copyAll = false): void {
+    const g = this.gather;
+    if (!g) return;
+    this.gather = null;
+    const { thread, source, cols, indices, target } = g;
+    const rows = indices.length;
+    const base = source.byteOffset / 4;
+    const from = new Float32Array(source.buffer, 0, source.buffer.byteLength >> 2);
+    const copy = (r: number) => {
+      const at = base + indices[r] * cols;
+      target.set(from.subarray(at, at + cols), r * cols);
+    };
+    if (copyAll) {
+      for (let r = 0; r < rows; r++) copy(r);
+      return;
+    }
+    let own = 0;
+    for (let r = Atomics.add(thread.ctrl, GATHER_NEXT, 1); r < rows; r = Atomics.add(thread.ctrl, GATHER_NEXT, 1)) {
+      copy(r);
+      own++;
+    }
+    this.gatheredByThreads += Math.max(0, rows - own);
+    if (!g.running) return;
+    try {
+      this.awaitAnswer(thread);
+    } catch {
+      // The thread failed (the pool is broken now, and the next product says so): its rows may be half copied.
+      for (let r = 0; r < rows; r++) copy(r);
+    }
   }
 
   /** Whether the next product should run unthreaded (see adaptive); counts it if so. */
@@ -489,6 +635,7 @@ export class DenseThreads {
   releaseRowsBuffer(buffer: Float32Array): void {
     const region = this.inPlace(buffer) === null ? undefined : this.rowsBuffers.get(buffer.byteOffset);
     if (!region) return;
+    if (this.gather?.target.byteOffset === region.offset) this.finishGather();
     this.rowsBuffers.delete(region.offset);
     this.release(region);
   }

@@ -15,5 +15,5 @@ export { predict, type PredictionResult } from './inference.js';
 export {
   allowRelaxedSimd, configureWasmKernels, wasmKernelStatus, WASM_KERNEL_CHOICES,
   configureKernelThreads, shutdownKernelThreads, setKernelIdleTask, MAX_KERNEL_THREADS, createBatchBuffer, releaseBatchBuffer,
-  type KernelThreadsChoice, type WasmKernelChoice, type WasmKernelStatus, type WasmKernelVariant,
+  gatherRowsInBackground, forgetGatherSource, type BackgroundGather, type KernelThreadsChoice, type WasmKernelChoice, type WasmKernelStatus, type WasmKernelVariant,
 } from './wasm-kernels.js';

@@ -236,9 +236,12 @@ export function threadedProductCount(): number {
  * outputs]) still waiting for their copy into the tfjs heap and the copies made so far, and the
  * rows of the last x·W the caller's thread computed itself (see shareBesideIdleTask).
  */
-export function kernelThreadStats(): { deferredWaiting: number; deferredCopied: number; lastForwardCallerRows: number } {
+export function kernelThreadStats(): { deferredWaiting: number; deferredCopied: number; lastForwardCallerRows: number; gatheredByThreads: number } {
   const threads = pool?.threads;
-  return { deferredWaiting: threads?.deferredCount ?? 0, deferredCopied: threads?.deferredFlushes ?? 0, lastForwardCallerRows: threads?.lastForwardCallerRows ?? 0 };
+  return {
+    deferredWaiting: threads?.deferredCount ?? 0, deferredCopied: threads?.deferredFlushes ?? 0, lastForwardCallerRows: threads?.lastForwardCallerRows ?? 0,
+    gatheredByThreads: threads?.gatheredByThreads ?? 0,
+  };
 }
 
 /**
@@ -251,6 +254,49 @@ export function kernelThreadStats(): { deferredWaiting: number; deferredCopied: 
  */
 export function setKernelIdleTask(task: (() => void) | null): void {
   if (pool) pool.threads.idleTask = task;
+}
+
+/** A gather started by gatherRowsInBackground. */
+export interface BackgroundGather {
+  /**
+   * Completes the gather: this thread copies the rows the kernel thread has not taken yet, while
+   * it finishes its current one. Call it before reading the target; calling it again does nothing.
+   */
+  finish(): void;
+}
+
+/**
+ * Starts copying row rowIndices[r] of `source` (`cols` floats per row) to row r of `target` on a
+ * kernel thread, for the trainer's next mini-batch: the thread copies rows whenever it has no
+ * part of a threaded product to compute (during a train step, while this thread runs the small
+ * layers), and finish() copies the rest here. The result is the same as copying them here.
+ * Returns null when no kernel thread can: threads off (or the pool cannot run), `source` not
+ * on a SharedArrayBuffer (the thread cannot see it), or `target` not a createBatchBuffer array
+ * in the threads' memory; copy the rows here then. One gather at a time: starting one finishes
+ * the last. The thread holds on to `source`'s buffer (at most 2 at a time) until
+ * forgetGatherSource. Neither `source` nor `target` may be written until finish().
+ */
+export function gatherRowsInBackground(source: Float32Array, cols: number, rowIndices: Int32Array, target: Float32Array): BackgroundGather | null {
+  const op = 'gatherRowsInBackground';
+  if (!(source instanceof Float32Array)) throw new CoreArgumentError(op, 'source', 'a Float32Array', describeValue(source));
+  if (!Number.isInteger(cols) || cols < 1 || source.length % cols !== 0)
+    throw new CoreArgumentError(op, 'cols', `an integer >= 1 dividing source.length (${source.length})`, describeValue(cols));
+  if (!(rowIndices instanceof Int32Array)) throw new CoreArgumentError(op, 'rowIndices', 'an Int32Array', describeValue(rowIndices));
+  const sourceRows = source.length / cols;
+  for (let r = 0; r < rowIndices.length; r++) {
+    const row = rowIndices[r];
+    if (!(row >= 0 && row < sourceRows)) throw new CoreArgumentError(op, `rowIndices[${r}]`, `a row in [0, ${sourceRows})`, String(row));
+  }
+  if (!(target instanceof Float32Array) || target.length < rowIndices.length * cols)
+    throw new CoreArgumentError(op, 'target', `a Float32Array of at least ${rowIndices.length * cols} floats (rows × cols)`, describeValue(target));
+  const variant = tf.engine().backendName === 'wasm' ? activeVariant() : null;
+  const threads = variant && rowIndices.length > 0 ? startedPool(variant) : null;
+  return threads?.startGather(source, cols, rowIndices, target) ?? null;
+}
+
+/** Lets the kernel threads drop their hold on `source`'s buffer (see gatherRowsInBackground), finishing a gather from it first. */
+export function forgetGatherSource(source: Float32Array): void {
+  pool?.threads.forgetGatherSource(source.buffer);
 }
 
 /** Ends the kernel threads (they restart on the next threaded product). Safe to call at any time. */

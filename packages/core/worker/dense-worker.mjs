@@ -5,12 +5,42 @@
 // Protocol (one Int32Array on a SharedArrayBuffer per thread; layout in src/dense-threads.ts):
 // the main thread writes the op and its arguments, then bumps REQUEST and notifies; this thread
 // runs the op, writes STATUS, sets DONE to the request number and notifies.
-import { workerData } from 'node:worker_threads';
+// OP_GATHER copies rows of a shared source array into the memory until GATHER_STOP is set or
+// no row is left, claiming each row from GATHER_NEXT (the main thread may claim the rest).
+import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 
-const REQUEST = 0, DONE = 1, OP = 2, STATUS = 3, READY = 4, INT_ARGS = 8, FLOAT_ARGS = 32;
-const OP_EXIT = 0, OP_FORWARD = 1, OP_WEIGHT_STEP = 2;
+const REQUEST = 0, DONE = 1, OP = 2, STATUS = 3, READY = 4, GATHER_NEXT = 5, GATHER_STOP = 6, INT_ARGS = 8, FLOAT_ARGS = 32;
+const OP_EXIT = 0, OP_FORWARD = 1, OP_WEIGHT_STEP = 2, OP_GATHER = 3;
 
-const { module, memory, control, spinMs } = workerData;
+const { module, memory, control, spinMs, sourcePort } = workerData;
+/** Gather sources by id: SharedArrayBuffers the main thread posted on sourcePort (or told to drop). */
+const sources = new Map();
+
+function source(id) {
+  // The main thread posts a source before the first request naming it, so it is queued by now.
+  for (let message; !sources.has(id) && (message = receiveMessageOnPort(sourcePort)); ) {
+    const { add, drop, buffer } = message.message;
+    if (drop !== undefined) sources.delete(drop);
+    else sources.set(add, new Float32Array(buffer));
+  }
+  const found = sources.get(id);
+  if (!found) throw new Error(`no gather source ${id}`);
+  return found;
+}
+
+/** Rows indices[r] of the source (cols floats each, from float `base`) to target row r, r claimed from GATHER_NEXT. */
+function gather(id, base, cols, indicesAt, targetAt, rows) {
+  const from = source(id);
+  const heap = new Float32Array(memory.buffer);
+  const indices = new Int32Array(memory.buffer, indicesAt, rows);
+  const target = targetAt >> 2;
+  while (Atomics.load(ctrl, GATHER_STOP) === 0) {
+    const r = Atomics.add(ctrl, GATHER_NEXT, 1);
+    if (r >= rows) break;
+    const at = base + indices[r] * cols;
+    heap.set(from.subarray(at, at + cols), target + r * cols);
+  }
+}
 const kernels = new WebAssembly.Instance(module, { env: { memory } }).exports;
 const ctrl = new Int32Array(control);
 const floats = new Float32Array(control);
@@ -44,6 +74,7 @@ for (;;) {
       // i(13) ≠ 0: the new W's rows also written packed, for the next x·W (src/dense-threads.ts weightStep).
       kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), f(0), f(1), f(2), i(10), i(11), i(12), i(13));
     }
+    else if (op === OP_GATHER) gather(i(0), i(1), i(2), i(3), i(4), i(5));
     else throw new Error(`unknown op ${op}`);
     ctrl[STATUS] = 0;
   } catch {

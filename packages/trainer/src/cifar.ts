@@ -280,6 +280,15 @@ export function computeFeatureStats(train: CifarData, options: { readonly dims?:
 }
 
 /**
+ * A zeroed Float32Array on a SharedArrayBuffer (a plain one where there is none): a kernel thread
+ * can then gather mini-batches from it (MiniBatcher.prefetchInBackground). It is an ordinary
+ * Float32Array otherwise, freed by the garbage collector as any.
+ */
+export function sharedFloat32Array(length: number): Float32Array {
+  return typeof SharedArrayBuffer === 'undefined' ? new Float32Array(length) : new Float32Array(new SharedArrayBuffer(length * 4));
+}
+
+/**
  * Features of every record: x = (pixel / 255 − mean) / std for the first stats.dims features,
  * computed in float64 and stored as float32. A feature whose training std is 0 is only centered
  * (divided by 1), so it is 0 on the training set and keeps its offset elsewhere, as scikit-learn's
@@ -291,7 +300,7 @@ export function standardizeFeatures(data: CifarData, stats: FeatureStats): Featu
   validateStats(op, stats);
   const { dims, mean } = stats;
   const divisor = stats.std.map((s) => (s > 0 ? s : 1));
-  const out = new Float32Array(data.count * dims);
+  const out = sharedFloat32Array(data.count * dims);
   const { pixels } = data;
   for (let i = 0; i < data.count; i++) {
     const src = i * CIFAR_PIXELS;
@@ -315,7 +324,7 @@ export function firstFeatures(features: FeatureMatrix, d: number): FeatureMatrix
   if (!features || !(features.data instanceof Float32Array) || features.data.length !== features.rows * features.cols)
     throw new TrainerArgumentError(op, 'features', 'a FeatureMatrix with data of length rows × cols', describe(features?.data));
   if (!Number.isInteger(d) || d < 1 || d > features.cols) throw new TrainerArgumentError(op, 'd', `an integer in [1, ${features.cols}]`, describe(d));
-  const out = new Float32Array(features.rows * d);
+  const out = sharedFloat32Array(features.rows * d);
   for (let i = 0; i < features.rows; i++) out.set(features.data.subarray(i * features.cols, i * features.cols + d), i * d);
   return { rows: features.rows, cols: d, data: out };
 }

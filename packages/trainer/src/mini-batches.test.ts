@@ -1,10 +1,16 @@
-import { describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { backendInfo, configureKernelThreads, initBackend } from '@bnmlp/core';
+import { sharedFloat32Array } from './cifar.js';
+import type { FlipTransform } from './flip.js';
 import { MiniBatcher } from './mini-batches.js';
 import { TrainerArgumentError } from './errors.js';
 
-/** Row i holds [i, i + 0.5] and label i % 3, so every copied row can be traced to its source. */
-function numberedSet(rows: number) {
-  const data = new Float32Array(rows * 2);
+/**
+ * Row i holds [i, i + 0.5] and label i % 3, so every copied row can be traced to its source. On a
+ * SharedArrayBuffer with `shared`, as the trainer's standardised sets (sharedFloat32Array).
+ */
+function numberedSet(rows: number, shared = false) {
+  const data = shared ? sharedFloat32Array(rows * 2) : new Float32Array(rows * 2);
   for (let i = 0; i < rows; i++) data.set([i, i + 0.5], i * 2);
   return { x: { rows, cols: 2, data }, labels: Int32Array.from({ length: rows }, (_, i) => i % 3) };
 }
@@ -105,6 +111,86 @@ describe('MiniBatcher.prefetch', () => {
     expect(copy(batcher.batch(1))).toEqual(copy(reference.batch(1)));
     batcher.prefetch(2);
     expect(copy(batcher.batch(0))).toEqual(copy(reference.batch(0)));
+  });
+});
+
+describe('MiniBatcher.prefetchInBackground (on a kernel thread)', () => {
+  const copy = (b: { x: { data: Float32Array }; labels: Int32Array }) => ({ x: Array.from(b.x.data), labels: Array.from(b.labels) });
+  let previous = 'cpu';
+  beforeAll(async () => {
+    previous = backendInfo()?.name ?? 'cpu';
+    await initBackend('wasm');
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+  });
+  afterAll(async () => {
+    configureKernelThreads('auto', { minWork: 1 << 20, adaptive: true });
+    await initBackend(previous as 'cpu');
+  });
+
+  test('sharedFloat32Array gives a zeroed Float32Array on a SharedArrayBuffer', () => {
+    const data = sharedFloat32Array(5);
+    expect(data.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(Array.from(data)).toEqual([0, 0, 0, 0, 0]);
+  });
+
+  test('batches prefetched in the background equal those gathered on demand (remainder included), and the batch returned before stays intact', () => {
+    // Arrange: rows of a shared set; the same seed and order for both batchers.
+    const eager = new MiniBatcher(numberedSet(23), 4, 5, { keepRemainder: true });
+    const ahead = new MiniBatcher(numberedSet(23, true), 4, 5, { keepRemainder: true });
+    for (let epoch = 0; epoch < 2; epoch++) {
+      eager.shuffle();
+      ahead.shuffle();
+      for (let b = 0; b < eager.batchesPerEpoch; b++) {
+        // Act
+        const current = ahead.batch(b);
+        const before = copy(current);
+        const started = b + 1 < ahead.batchesPerEpoch ? ahead.prefetchInBackground(b + 1) : true;
+        // Assert
+        expect(started, `epoch ${epoch}, batch ${b + 1}`).toBe(true);
+        expect(copy(current)).toEqual(before);
+        expect(before, `epoch ${epoch}, batch ${b}`).toEqual(copy(eager.batch(b)));
+      }
+    }
+    ahead.dispose();
+  });
+
+  test('one made before a shuffle, a restore, or for another index is not used; dispose finishes one pending', () => {
+    const batcher = new MiniBatcher(numberedSet(12, true), 4, 9);
+    const reference = new MiniBatcher(numberedSet(12), 4, 9);
+    batcher.shuffle();
+    reference.shuffle();
+    const state = reference.state();
+    expect(batcher.prefetchInBackground(1)).toBe(true);
+    batcher.shuffle();
+    reference.shuffle();
+    expect(copy(batcher.batch(1))).toEqual(copy(reference.batch(1)));
+    expect(batcher.prefetchInBackground(2)).toBe(true);
+    expect(copy(batcher.batch(0))).toEqual(copy(reference.batch(0)));
+    expect(batcher.prefetchInBackground(2)).toBe(true);
+    batcher.restore(state);
+    reference.restore(state);
+    expect(copy(batcher.batch(2))).toEqual(copy(reference.batch(2)));
+    expect(batcher.prefetchInBackground(1)).toBe(true);
+    batcher.dispose();
+  });
+
+  test('false, doing nothing, when no kernel thread can: rows not shared, rows to mirror, or one thread; prefetch still works', () => {
+    const plain = new MiniBatcher(numberedSet(12), 4, 3);
+    plain.shuffle();
+    expect(plain.prefetchInBackground(1)).toBe(false);
+    const flip: FlipTransform = { source: new Int32Array([1, 0]), scale: new Float32Array([1, 1]), shift: new Float32Array([0, 0]) };
+    const mirrored = new MiniBatcher(numberedSet(12, true), 4, 3, { flip });
+    mirrored.shuffle();
+    expect(mirrored.prefetchInBackground(1)).toBe(false);
+    configureKernelThreads(1);
+    const unthreaded = new MiniBatcher(numberedSet(12, true), 4, 3);
+    const reference = new MiniBatcher(numberedSet(12), 4, 3);
+    unthreaded.shuffle();
+    reference.shuffle();
+    expect(unthreaded.prefetchInBackground(1)).toBe(false);
+    unthreaded.prefetch(1);
+    expect(copy(unthreaded.batch(1))).toEqual(copy(reference.batch(1)));
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
   });
 });
 

@@ -1,4 +1,6 @@
-import { createBatchBuffer, createPrng, nextInt, nextUniform, releaseBatchBuffer, type Float32Matrix, type Prng } from '@bnmlp/core';
+import {
+  createBatchBuffer, createPrng, forgetGatherSource, gatherRowsInBackground, nextInt, nextUniform, releaseBatchBuffer, type BackgroundGather, type Float32Matrix, type Prng,
+} from '@bnmlp/core';
 import { flipRow, type FlipTransform } from './flip.js';
 import { TrainerArgumentError } from './errors.js';
 
@@ -51,6 +53,8 @@ export class MiniBatcher {
   /** The other pair of buffers, for prefetch (made on its first use: a batcher never prefetched holds one batch). */
   private spare: [Float32Array, Int32Array] | null = null;
   private prefetched: { readonly index: number; readonly shuffles: number } | null = null;
+  /** A prefetch a kernel thread is still gathering (prefetchInBackground). */
+  private gathering: BackgroundGather | null = null;
   private readonly prng: Prng;
   private readonly flip: FlipTransform | null;
   private shuffles = 0;
@@ -112,6 +116,7 @@ export class MiniBatcher {
    */
   batch(index: number): MiniBatch {
     let buffers: [Float32Array, Int32Array];
+    this.finishGathering();
     if (this.prefetched && this.prefetched.index === index && this.prefetched.shuffles === this.shuffles) {
       // The prefetched rows become the current batch; the buffers just returned become the spare ones.
       buffers = this.spare!;
@@ -136,9 +141,37 @@ export class MiniBatcher {
    * returned last stays valid: the spare buffers are the ones before it.
    */
   prefetch(index: number): void {
+    this.finishGathering();
     this.spare ??= [createBatchBuffer(this.buffer.length), new Int32Array(this.labelBuffer.length)];
     this.fill(index, ...this.spare);
     this.prefetched = { index, shuffles: this.shuffles };
+  }
+
+  /**
+   * prefetch(index) on a kernel thread (@bnmlp/core gatherRowsInBackground): it gathers the rows
+   * while it has no part of a train step's products to compute, and the next batch(index) takes
+   * what is left. The batch is the same as prefetch's. Returns false, having done nothing, when no
+   * kernel thread can: threads off, the set's rows not on a SharedArrayBuffer (see
+   * sharedFloat32Array), or rows to mirror (flip); prefetch on this thread then.
+   */
+  prefetchInBackground(index: number): boolean {
+    if (this.flip) return false;
+    this.finishGathering();
+    this.spare ??= [createBatchBuffer(this.buffer.length), new Int32Array(this.labelBuffer.length)];
+    const start = index * this.batchSize;
+    const rows = this.rowsIn(index);
+    const gather = gatherRowsInBackground(this.data.x.data, this.data.x.cols, this.order.subarray(start, start + rows), this.spare[0]);
+    if (!gather) return false;
+    const [, labelBuffer] = this.spare;
+    for (let r = 0; r < rows; r++) labelBuffer[r] = this.data.labels[this.order[start + r]];
+    this.gathering = gather;
+    this.prefetched = { index, shuffles: this.shuffles };
+    return true;
+  }
+
+  private finishGathering(): void {
+    this.gathering?.finish();
+    this.gathering = null;
   }
 
   private fill(index: number, buffer: Float32Array, labelBuffer: Int32Array): void {
@@ -160,6 +193,8 @@ export class MiniBatcher {
 
   /** Gives the batch buffers back to the kernel threads' memory (see createBatchBuffer); no batch may be used after. */
   dispose(): void {
+    this.finishGathering();
+    forgetGatherSource(this.data.x.data);
     releaseBatchBuffer(this.buffer);
     if (this.spare) releaseBatchBuffer(this.spare[0]);
     this.spare = null;
@@ -179,6 +214,9 @@ export class MiniBatcher {
       if (!(row >= 0 && row < seen.length) || seen[row]) throw new TrainerArgumentError(op, 'state.order', 'a permutation of the rows', `repeated or out-of-range row ${row}`);
       seen[row] = 1;
     }
+    // A batch prefetched from the order before this one must not be taken for one of the new order.
+    this.finishGathering();
+    this.prefetched = null;
     this.order = state.order.slice();
     this.prng.state = state.prngState >>> 0;
     this.shuffles = state.shuffles;

@@ -202,9 +202,10 @@ export async function trainNetwork(config: TrainConfig, data: PreparedData, opti
         }
         const batch = batcher.batch(step);
         const learningRate = learningRateAt(config, epoch, globalStep);
-        // The next batch is gathered while the kernel threads finish their part of this step (if they run).
+        // The next batch is gathered by a kernel thread between its parts of this step's products,
+        // else on this thread while the kernel threads finish their parts (if they run).
         const next = step + 1;
-        if (next < stepsPerEpoch) setKernelIdleTask(() => batcher.prefetch(next));
+        if (next < stepsPerEpoch && !batcher.prefetchInBackground(next)) setKernelIdleTask(() => batcher.prefetch(next));
         // The batch loss comes back with the step (one small read): a NaN stops the run at this step, not an epoch later.
         const { loss } = trainStep(model, momentum, batch.x, batch.labels, { lambda, learningRate, momentum: rho }, { returnLoss: true });
         setKernelIdleTask(null);

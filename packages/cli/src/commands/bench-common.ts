@@ -1,4 +1,5 @@
 import type { Float32Matrix } from '@bnmlp/core';
+import { sharedFloat32Array } from '@bnmlp/trainer';
 
 /* What the bench suites share: CIFAR-shaped generated data and the statistics of repeated runs. */
 
@@ -52,7 +53,8 @@ export const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} M
  * distribution does not change the speed) and random labels.
  */
 export function syntheticSet(samples: number, seed: number, inputDim = INPUT_DIM): { x: Float32Matrix; labels: Uint8Array } {
-  const data = new Float32Array(samples * inputDim);
+  // Shared, as the trainer's standardised sets: a kernel thread can gather batches from it.
+  const data = sharedFloat32Array(samples * inputDim);
   let state = (seed ^ 0x9e3779b9) >>> 0 || 1;
   const scale = Math.sqrt(12) / 4294967296;
   for (let i = 0; i < data.length; i++) {

@@ -105,7 +105,7 @@ async function bareEpoch(data: PreparedData, options: TrainerBenchOptions): Prom
     for (let i = 0; i < batcher.batchesPerEpoch; i++) {
       const b = batcher.batch(i);
       // The next batch gathered while the kernel threads finish (as trainNetwork does).
-      if (i + 1 < batcher.batchesPerEpoch) setKernelIdleTask(() => batcher.prefetch(i + 1));
+      if (i + 1 < batcher.batchesPerEpoch && !batcher.prefetchInBackground(i + 1)) setKernelIdleTask(() => batcher.prefetch(i + 1));
       trainStep(model, state, b.x, b.labels, { lambda: 1e-4, learningRate: 0.01, momentum: 0.8 });
       setKernelIdleTask(null);
     }

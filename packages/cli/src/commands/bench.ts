@@ -212,8 +212,8 @@ export async function runBench(options: BenchOptions, onProgress: (message: stri
         for (let i = 0; i < batcher.batchesPerEpoch; i++) {
           const t0 = performance.now();
           const b = batcher.batch(i);
-          // As the trainer does: the next batch is gathered while the kernel threads finish their part.
-          if (i + 1 < batcher.batchesPerEpoch) setKernelIdleTask(() => batcher.prefetch(i + 1));
+          // As the trainer does: the next batch is gathered by a kernel thread between its parts of the step, else here while the threads finish theirs.
+          if (i + 1 < batcher.batchesPerEpoch && !batcher.prefetchInBackground(i + 1)) setKernelIdleTask(() => batcher.prefetch(i + 1));
           trainStep(model, state, b.x, b.labels, settings);
           setKernelIdleTask(null);
           stepMs.push(performance.now() - t0);
