@@ -509,6 +509,22 @@ function withScratch(backend: WasmBackendInternals, floats: number, body: (scrat
   }
 }
 
+/**
+ * srcᵀ (src: rows × cols) in the panel layout of assembly/dense.ts packPanels, as packPanels of
+ * the transpose would write it (columns past rows as 0), without the transpose in between.
+ */
+function packTransposedInHeap(backend: WasmBackendInternals, src: number, dst: number, rows: number, cols: number): void {
+  const heap32 = new Float32Array(heap(backend));
+  const from = src >>> 2;
+  let to = dst >>> 2;
+  for (let q = 0; q < rows; q += 8) {
+    for (let p = 0; p < cols; p++) {
+      for (let c = 0; c < 8; c++) heap32[to + c] = q + c < rows ? heap32[from + (q + c) * cols + p] : 0;
+      to += 8;
+    }
+  }
+}
+
 /** dst[cols×rows] = src[rows×cols]ᵀ, both float32 buffers in the tfjs heap (byte offsets). */
 function transposeInHeap(backend: WasmBackendInternals, src: number, dst: number, rows: number, cols: number): void {
   const heap32 = new Float32Array(heap(backend));
@@ -655,6 +671,20 @@ function registerKernels(): void {
     const [m, k] = g.shape;
     const rows = w.shape[0];
     const out = b.makeOutput([m, rows], 'float32');
+    const kernels = kernelExports(b);
+    // g·Wᵀ straight into out, Wᵀ packed from W: 1.4–2× faster than (W·gᵀ)ᵀ with its two
+    // transposes (35–52 µs at 100 × 30 · 30 × 50, .scratch measurement of 2026-12-01). Each entry
+    // is the same products summed in the same order as by (W·gᵀ)ᵀ; so are its bits whenever both
+    // take the kernel's same path: its 8-column SIMD path (madd) or its scalar path (mul, add), by
+    // the output's width (rows here, m there).
+    if ((m >= 8) === (rows >= 8)) {
+      const packed = packedFloats(k, rows);
+      withScratch(b, packed + kernels.forwardTileFloats(), (scratch) => {
+        packTransposedInHeap(b, address(b, w), scratch, rows, k);
+        kernels.denseForwardPacked(address(b, g), scratch, 0, address(b, out), scratch + 4 * packed, m, k, rows);
+      });
+      return out;
+    }
     withScratch(b, k * m + rows * m, (scratch) => {
       const product = scratch + 4 * k * m;
       transposeInHeap(b, address(b, g), scratch, m, k);
