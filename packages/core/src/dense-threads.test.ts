@@ -604,8 +604,13 @@ describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
     expect(bits(intos[2].subarray(0, 60 * cols))).toEqual(want[2]);
     releaseBatchBuffer(intos[0]);
     expect(bits(intos[0].subarray(0, 60 * cols))).toEqual(want[0]);
-    // Forgotten, a source is posted again when next used.
-    forgetGatherSource(sources[1]);
+    // The thread holds at most 2; forgotten, a source is let go of at once, and posted again when next used.
+    forgetGatherSource(sources[2]);
+    expect(kernelThreadStats().gatherSourcesHeld).toBe(1);
+    forgetGatherSource(sources[0]);
+    expect(kernelThreadStats().gatherSourcesHeld).toBe(0);
+    forgetGatherSource(sources[1]); // not held: nothing to do
+    expect(kernelThreadStats().gatherSourcesHeld).toBe(0);
     intos[1].fill(NaN);
     gatherRowsInBackground(sources[1], cols, indices, intos[1]);
     shutdownKernelThreads();

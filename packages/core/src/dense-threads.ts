@@ -60,7 +60,7 @@ const WebAssemblyApi = (globalThis as unknown as {
 
 // Control block of one worker (Int32Array indices; float arguments share the buffer).
 const REQUEST = 0, DONE = 1, OP = 2, STATUS = 3, READY = 4, GATHER_NEXT = 5, GATHER_STOP = 6, INT_ARGS = 8, FLOAT_ARGS = 32, CONTROL_INTS = 48;
-const OP_EXIT = 0, OP_FORWARD = 1, OP_WEIGHT_STEP = 2, OP_GATHER = 3;
+const OP_EXIT = 0, OP_FORWARD = 1, OP_WEIGHT_STEP = 2, OP_GATHER = 3, OP_SOURCES = 4;
 /** Gather sources a kernel thread holds at most (the oldest is dropped): each may be a whole data set. */
 const MAX_GATHER_SOURCES = 2;
 const PAGE = 65536;
@@ -442,16 +442,31 @@ export class DenseThreads {
     return handle;
   }
 
-  /** Tells the kernel threads to let go of a gather source (they also drop the oldest past MAX_GATHER_SOURCES). */
+  /**
+   * Makes the kernel threads let go of a gather source now (a whole data set, perhaps: its memory
+   * is freed once nothing else holds it). They also drop the oldest past MAX_GATHER_SOURCES.
+   */
   forgetGatherSource(buffer: ArrayBufferLike): void {
     if (this.gather?.source.buffer === buffer) this.finishGather();
+    if (this.broken) return;
+    this.pauseGather();
     for (const thread of this.workers) {
       const at = thread.sources.findIndex((s) => s.buffer.deref() === buffer);
       if (at < 0) continue;
       thread.sourcePort.postMessage({ drop: thread.sources[at].id });
       thread.sources.splice(at, 1);
+      // A request of its own, so that the thread drops it now, not at its next gather.
+      thread.ctrl[OP] = OP_SOURCES;
+      Atomics.store(thread.ctrl, REQUEST, ++thread.seq);
+      Atomics.notify(thread.ctrl, REQUEST);
+      this.awaitAnswer(thread);
+      this.sourcesHeld = thread.ctrl[INT_ARGS];
     }
+    this.resumeGather();
   }
+
+  /** How many gather sources the first kernel thread said it held after the last forgetGatherSource (tests). */
+  sourcesHeld = 0;
 
   /** Rows of gathers the kernel threads copied so far (the rest were copied by finish() on this thread). */
   gatheredByThreads = 0;

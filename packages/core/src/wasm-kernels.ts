@@ -236,11 +236,13 @@ export function threadedProductCount(): number {
  * outputs]) still waiting for their copy into the tfjs heap and the copies made so far, and the
  * rows of the last x·W the caller's thread computed itself (see shareBesideIdleTask).
  */
-export function kernelThreadStats(): { deferredWaiting: number; deferredCopied: number; lastForwardCallerRows: number; gatheredByThreads: number } {
+export function kernelThreadStats(): {
+  deferredWaiting: number; deferredCopied: number; lastForwardCallerRows: number; gatheredByThreads: number; gatherSourcesHeld: number;
+} {
   const threads = pool?.threads;
   return {
     deferredWaiting: threads?.deferredCount ?? 0, deferredCopied: threads?.deferredFlushes ?? 0, lastForwardCallerRows: threads?.lastForwardCallerRows ?? 0,
-    gatheredByThreads: threads?.gatheredByThreads ?? 0,
+    gatheredByThreads: threads?.gatheredByThreads ?? 0, gatherSourcesHeld: threads?.sourcesHeld ?? 0,
   };
 }
 

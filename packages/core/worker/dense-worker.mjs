@@ -10,19 +10,24 @@
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 
 const REQUEST = 0, DONE = 1, OP = 2, STATUS = 3, READY = 4, GATHER_NEXT = 5, GATHER_STOP = 6, INT_ARGS = 8, FLOAT_ARGS = 32;
-const OP_EXIT = 0, OP_FORWARD = 1, OP_WEIGHT_STEP = 2, OP_GATHER = 3;
+const OP_EXIT = 0, OP_FORWARD = 1, OP_WEIGHT_STEP = 2, OP_GATHER = 3, OP_SOURCES = 4;
 
 const { module, memory, control, spinMs, sourcePort } = workerData;
 /** Gather sources by id: SharedArrayBuffers the main thread posted on sourcePort (or told to drop). */
 const sources = new Map();
 
-function source(id) {
-  // The main thread posts a source before the first request naming it, so it is queued by now.
-  for (let message; !sources.has(id) && (message = receiveMessageOnPort(sourcePort)); ) {
+/** Takes every source added or dropped since the last call (OP_SOURCES asks for it alone: a drop then frees the buffer now). */
+function updateSources() {
+  for (let message; (message = receiveMessageOnPort(sourcePort)); ) {
     const { add, drop, buffer } = message.message;
     if (drop !== undefined) sources.delete(drop);
     else sources.set(add, new Float32Array(buffer));
   }
+}
+
+function source(id) {
+  // The main thread posts a source before the first request naming it, so it is queued by now.
+  updateSources();
   const found = sources.get(id);
   if (!found) throw new Error(`no gather source ${id}`);
   return found;
@@ -75,6 +80,10 @@ for (;;) {
       kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), f(0), f(1), f(2), i(10), i(11), i(12), i(13));
     }
     else if (op === OP_GATHER) gather(i(0), i(1), i(2), i(3), i(4), i(5));
+    else if (op === OP_SOURCES) {
+      updateSources();
+      ctrl[INT_ARGS] = sources.size; // for the main thread's tests
+    }
     else throw new Error(`unknown op ${op}`);
     ctrl[STATUS] = 0;
   } catch {
