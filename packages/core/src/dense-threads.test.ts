@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
-import { callerShare, DenseThreads, movingAverage, shareBesideIdleTask, splitRows } from './dense-threads.js';
+import { callerShare, DenseThreads, DenseThreadsError, movingAverage, shareBesideIdleTask, splitRows } from './dense-threads.js';
 import { CoreArgumentError } from './errors.js';
 import { createModel, disposeModel, modelValues, type CoreModel } from './model.js';
 import { backwardTrace, forwardTrace } from './network.js';
@@ -588,7 +588,8 @@ describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
   test('a pending gather is completed first when another starts, when its buffer is released and when the threads shut down', () => {
     // Arrange
     configureKernelThreads(2, { minWork: 0, adaptive: false });
-    const sources = [sharedRows(200, 10), sharedRows(200, 11), sharedRows(200, 12)];
+    // Of 200, 216 and 232 rows: 200, 216 and 232 KiB, so the KiB the thread holds say which it holds.
+    const sources = [sharedRows(200, 10), sharedRows(216, 11), sharedRows(232, 12)];
     const indices = indicesOf(60, 200, 13);
     const want = sources.map((s) => bits(expected(s, indices)));
     const intos = [target(60), target(60), target(60)];
@@ -604,17 +605,88 @@ describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
     expect(bits(intos[2].subarray(0, 60 * cols))).toEqual(want[2]);
     releaseBatchBuffer(intos[0]);
     expect(bits(intos[0].subarray(0, 60 * cols))).toEqual(want[0]);
-    // The thread holds at most 2; forgotten, a source is let go of at once, and posted again when next used.
-    forgetGatherSource(sources[2]);
-    expect(kernelThreadStats().gatherSourcesHeld).toBe(1);
+    // The thread holds at most 2 (the last two: 2, then 0); forgotten, a source is let go of at
+    // once (the one named, not the oldest), and posted again when next used.
     forgetGatherSource(sources[0]);
-    expect(kernelThreadStats().gatherSourcesHeld).toBe(0);
+    expect(kernelThreadStats().gatherSourcesHeld).toEqual({ count: 1, kib: 232 });
+    forgetGatherSource(sources[2]);
+    expect(kernelThreadStats().gatherSourcesHeld).toEqual({ count: 0, kib: 0 });
     forgetGatherSource(sources[1]); // not held: nothing to do
-    expect(kernelThreadStats().gatherSourcesHeld).toBe(0);
+    expect(kernelThreadStats().gatherSourcesHeld).toEqual({ count: 0, kib: 0 });
+    // Forgetting the source of a pending gather completes that gather first.
+    intos[2].fill(NaN);
+    gatherRowsInBackground(sources[2], cols, indices, intos[2]);
+    forgetGatherSource(sources[2]);
+    expect(bits(intos[2].subarray(0, 60 * cols))).toEqual(want[2]);
+    expect(bits(Float32Array.from(product()))).toEqual(bits(Float32Array.from(product()))); // the pool still works
     intos[1].fill(NaN);
     gatherRowsInBackground(sources[1], cols, indices, intos[1]);
     shutdownKernelThreads();
     expect(bits(intos[1].subarray(0, 60 * cols))).toEqual(want[1]);
+    forgetGatherSource(sources[1]); // no pool: nothing to do
+  });
+
+  test('finish(), releasing the target and shutting down each wait for the row the kernel thread is copying', () => {
+    // Arrange: one row of 8 Mi floats (32 MiB, milliseconds to copy), which the thread claims at
+    // once; this thread then finds no row left, and must wait for the thread's.
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    const floats = 8 * 2 ** 20;
+    const source = new Float32Array(new SharedArrayBuffer(floats * 4)).fill(1.5);
+    const into = createBatchBuffer(floats);
+    const lastAfter = (act: (gather: { finish(): void }) => void) => {
+      into.fill(NaN);
+      const gather = gatherRowsInBackground(source, floats, Int32Array.of(0), into)!;
+      sleep(0.2); // the thread has claimed the row and is copying it
+      act(gather);
+      const last = into[floats - 1];
+      gather.finish();
+      return last;
+    };
+
+    // Act + Assert
+    expect(lastAfter(() => {})).toBeNaN(); // the control: nothing waited, and the row's end is not there yet
+    expect(lastAfter((gather) => gather.finish())).toBe(1.5);
+    expect(lastAfter(() => releaseBatchBuffer(createBatchBuffer(16)))).toBeNaN(); // another buffer: no wait
+    expect(lastAfter(() => shutdownKernelThreads())).toBe(1.5);
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    const other = createBatchBuffer(floats).fill(NaN); // the new pool's memory
+    gatherRowsInBackground(source, floats, Int32Array.of(0), other);
+    sleep(0.2);
+    releaseBatchBuffer(other);
+    expect(other[floats - 1]).toBe(1.5);
+  });
+
+  test('when the kernel thread dies mid-gather, finish() and the next product copy every row here (the pool is broken after)', () => {
+    for (const stop of ['finish', 'product'] as const) {
+      // Arrange: a pool of our own whose thread is stopped while it copies; answers time out fast.
+      const pool = new DenseThreads(sharedModule(variants[0]), 2, WORKER_URL);
+      pool.answerTimeoutMs = 300;
+      // The source is a view from row 1 of its buffer (so this thread's copies must add its offset).
+      const floats = 2 ** 20;
+      const whole = new Float32Array(new SharedArrayBuffer(5 * floats * 4));
+      for (let i = 0; i < whole.length; i++) whole[i] = i;
+      const source = whole.subarray(floats);
+      const indices = Int32Array.of(3, 1, 2, 0);
+      const into = pool.rowsBuffer(4 * floats).fill(NaN);
+      const gather = pool.startGather(source, floats, indices, into)!;
+      sleep(0.2);
+      void (pool as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }> }).workers[0].worker.terminate();
+      sleep(50);
+
+      // Act
+      if (stop === 'finish') gather.finish();
+      else {
+        const heap = new Float32Array(64);
+        expect(() => pool.forward(heap.buffer, new Float32Array(8), { dataId: {}, offset: 0 }, null, 128, 2, 4, 2), stop).toThrow(DenseThreadsError);
+      }
+
+      // Assert: every row whole; the pool says why it cannot run, and letting go of a source does not wait for the dead thread.
+      const wrong = Array.from(indices).findIndex((row, r) => into[r * floats] !== (row + 1) * floats || into[(r + 1) * floats - 1] !== (row + 2) * floats - 1);
+      expect(wrong, `${stop}: first wrong row`).toBe(-1);
+      expect(pool.failure, stop).toMatch(/did not answer/);
+      expect(() => pool.forgetGatherSource(source.buffer), stop).not.toThrow();
+      pool.shutdown();
+    }
   });
 
   test('null when no kernel thread can (then copy the rows here); bad arguments are CoreArgumentErrors naming them', () => {
@@ -624,23 +696,34 @@ describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
     expect(gatherRowsInBackground(new Float32Array(source), cols, indices, target(10))).toBeNull(); // not shared
     expect(gatherRowsInBackground(source, cols, indices, new Float32Array(10 * cols))).toBeNull(); // not a batch buffer
     expect(gatherRowsInBackground(source, cols, new Int32Array(0), target(10))).toBeNull(); // nothing to gather
-    const bad: Array<[unknown[], string]> = [
-      [[[1, 2], cols, indices, target(10)], 'source'],
-      [[source, 256, indices, target(10)], 'cols'],
-      [[source, cols, [1, 2], target(10)], 'rowIndices'],
-      [[source, cols, Int32Array.of(0, 20), target(10)], 'rowIndices[1]'],
-      [[source, cols, Int32Array.of(-1), target(10)], 'rowIndices[0]'],
-      [[source, cols, indices, target(9)], 'target'],
+    // Each message names the op, the argument, what it must be and what it got.
+    const bad: Array<[unknown[], string, RegExp]> = [
+      [[[1, 2], cols, indices, target(10)], 'source', /must be a Float32Array, got /],
+      [[source, 256, indices, target(10)], 'cols', /must be an integer >= 1 dividing source\.length \(5140\), got 256/],
+      [[source, -257, indices, target(10)], 'cols', /got -257/],
+      [[source, 2.5, indices, target(10)], 'cols', /got 2\.5/],
+      [[source, cols, [1, 2], target(10)], 'rowIndices', /must be an Int32Array, got /],
+      [[source, cols, Int32Array.of(0, 20), target(10)], 'rowIndices[1]', /must be a row in \[0, 20\), got 20/],
+      [[source, cols, Int32Array.of(-1), target(10)], 'rowIndices[0]', /got -1/],
+      [[source, cols, indices, target(9)], 'target', /must be a Float32Array of at least 2570 floats \(rows × cols\), got /],
     ];
-    for (const [args, argument] of bad) {
+    for (const [args, argument, message] of bad) {
       const call = () => (gatherRowsInBackground as (...a: unknown[]) => unknown)(...args);
       expect(call, argument).toThrow(CoreArgumentError);
       try {
         call();
       } catch (error) {
         expect((error as CoreArgumentError).argument, argument).toBe(argument);
+        expect((error as CoreArgumentError).op, argument).toBe('gatherRowsInBackground');
+        expect((error as Error).message, argument).toMatch(message);
       }
     }
+    // One float per row is a valid shape.
+    const column = new Float32Array(new SharedArrayBuffer(20 * 4));
+    column.forEach((_, i) => { column[i] = i; });
+    const gathered = createBatchBuffer(3);
+    gatherRowsInBackground(column, 1, Int32Array.of(19, 0, 7), gathered)!.finish();
+    expect(Array.from(gathered)).toEqual([19, 0, 7]);
     configureKernelThreads(1);
     expect(gatherRowsInBackground(source, cols, indices, target(10))).toBeNull();
   });

@@ -460,13 +460,13 @@ export class DenseThreads {
       Atomics.store(thread.ctrl, REQUEST, ++thread.seq);
       Atomics.notify(thread.ctrl, REQUEST);
       this.awaitAnswer(thread);
-      this.sourcesHeld = thread.ctrl[INT_ARGS];
+      this.sourcesHeld = { count: thread.ctrl[INT_ARGS], kib: thread.ctrl[INT_ARGS + 1] };
     }
     this.resumeGather();
   }
 
-  /** How many gather sources the first kernel thread said it held after the last forgetGatherSource (tests). */
-  sourcesHeld = 0;
+  /** The gather sources the first kernel thread said it held after the last forgetGatherSource, and their size (tests). */
+  sourcesHeld = { count: 0, kib: 0 };
 
   /** Rows of gathers the kernel threads copied so far (the rest were copied by finish() on this thread). */
   gatheredByThreads = 0;

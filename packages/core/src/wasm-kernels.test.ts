@@ -253,6 +253,16 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
         [g, w].forEach((t) => t.dispose());
       }),
     );
+    // Fixed shapes on each side of the kernel's 8-wide paths: the output 8 wide or more in one form
+    // and narrower in the other (m rows of g against k rows of W), where FMA and mul + add differ.
+    for (const [m, n, k] of [[5, 30, 50], [5, 30, 8], [20, 30, 5], [8, 30, 8], [3, 4, 3]]) {
+      const prng = createPrng(m * 1000 + k);
+      const g = tf.tensor2d(randomMatrix(prng, m * n, 1), [m, n]);
+      const w = tf.tensor2d(randomMatrix(prng, k * n, 1), [k, n]);
+      const [fused, viaDense] = tf.tidy(() => [denseInputGradient(g, w), tf.transpose(denseScores(w, tf.transpose(g), tf.zeros([m]) as tf.Tensor1D))].map((t) => t.dataSync()));
+      expect(Array.from(fused, (value) => value + 0), `m ${m}, n ${n}, k ${k}`).toEqual(Array.from(viaDense));
+      [g, w].forEach((t) => t.dispose());
+    }
     const [g, w] = [tf.ones([5, 3]) as tf.Tensor2D, tf.ones([4, 3]) as tf.Tensor2D];
     const profile = await tf.profile(() => tf.tidy(() => denseInputGradient(g, w).dataSync()));
     expect(profile.kernels.map((kernel) => kernel.name)).toEqual(['BnmlpDenseInputGradient']);

@@ -82,7 +82,9 @@ for (;;) {
     else if (op === OP_GATHER) gather(i(0), i(1), i(2), i(3), i(4), i(5));
     else if (op === OP_SOURCES) {
       updateSources();
-      ctrl[INT_ARGS] = sources.size; // for the main thread's tests
+      // For the main thread's tests: how many sources, and their KiB (which ones).
+      ctrl[INT_ARGS] = sources.size;
+      ctrl[INT_ARGS + 1] = [...sources.values()].reduce((kib, s) => kib + (s.buffer.byteLength >> 10), 0);
     }
     else throw new Error(`unknown op ${op}`);
     ctrl[STATUS] = 0;
