@@ -517,12 +517,7 @@ export class DenseThreads {
     this.gather = null;
     const { thread, source, cols, indices, target } = g;
     const rows = indices.length;
-    const base = source.byteOffset / 4;
-    const from = new Float32Array(source.buffer, 0, source.buffer.byteLength >> 2);
-    const copy = (r: number) => {
-      const at = base + indices[r] * cols;
-      target.set(from.subarray(at, at + cols), r * cols);
-    };
+    const copy = (r: number) => target.set(source.subarray(indices[r] * cols, (indices[r] + 1) * cols), r * cols);
     if (copyAll) {
       for (let r = 0; r < rows; r++) copy(r);
       return;

@@ -674,13 +674,13 @@ function registerKernels(): void {
     const [m, k] = g.shape;
     const rows = w.shape[0];
     const out = b.makeOutput([m, rows], 'float32');
-    const kernels = kernelExports(b);
     // g·Wᵀ straight into out, Wᵀ packed from W: 1.4–2× faster than (W·gᵀ)ᵀ with its two
     // transposes (35–52 µs at 100 × 30 · 30 × 50, .scratch measurement of 2026-12-01). Each entry
     // is the same products summed in the same order as by (W·gᵀ)ᵀ; so are its bits whenever both
     // take the kernel's same path: its 8-column SIMD path (madd) or its scalar path (mul, add), by
     // the output's width (rows here, m there).
     if ((m >= 8) === (rows >= 8)) {
+      const kernels = kernelExports(b);
       const packed = packedFloats(k, rows);
       withScratch(b, packed + kernels.forwardTileFloats(), (scratch) => {
         packTransposedInHeap(b, address(b, w), scratch, rows, k);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { backendInfo, configureKernelThreads, initBackend } from '@bnmlp/core';
+import { backendInfo, configureKernelThreads, createModel, disposeModel, forward, initBackend } from '@bnmlp/core';
 import { sharedFloat32Array } from './cifar.js';
 import type { FlipTransform } from './flip.js';
 import { MiniBatcher } from './mini-batches.js';
@@ -172,6 +172,32 @@ describe('MiniBatcher.prefetchInBackground (on a kernel thread)', () => {
     expect(copy(batcher.batch(2))).toEqual(copy(reference.batch(2)));
     expect(batcher.prefetchInBackground(1)).toBe(true);
     batcher.dispose();
+  });
+
+  test('prefetchDuring runs the step while the next batch is gathered, returns its value, and withdraws the idle task even when the step throws', () => {
+    // Arrange
+    const shared = new MiniBatcher(numberedSet(12, true), 4, 3);
+    const plain = new MiniBatcher(numberedSet(12), 4, 3);
+    const reference = new MiniBatcher(numberedSet(12), 4, 3);
+    [shared, plain, reference].forEach((b) => b.shuffle());
+    let prefetches = 0;
+    plain.prefetch = () => { prefetches++; };
+    const model = createModel({ inputDim: 2, hiddenDims: [3], classes: 2, batchNorm: false }, { seed: 1 });
+    const threadedProduct = () => forward(model, { rows: 4, cols: 2, data: new Float32Array(8) }, 'inference').dispose();
+
+    // Act + Assert: in the background (shared rows), the step's value comes back and batch 1 is the one asked for.
+    expect(shared.prefetchDuring(1, () => 42)).toBe(42);
+    expect(copy(shared.batch(1))).toEqual(copy(reference.batch(1)));
+    // Rows not shared: this thread's idle task during the step's first threaded product.
+    plain.prefetchDuring(2, threadedProduct);
+    expect(prefetches).toBe(1);
+    // A step that throws: the task is withdrawn all the same, so a later product does not run it.
+    expect(() => plain.prefetchDuring(3, () => { throw new Error('step failed'); })).toThrow('step failed');
+    threadedProduct();
+    expect(prefetches).toBe(1);
+    expect(plain.prefetchDuring(null, () => 'no prefetch')).toBe('no prefetch');
+    disposeModel(model);
+    shared.dispose();
   });
 
   test('false, doing nothing, when no kernel thread can: rows not shared, rows to mirror, or one thread; prefetch still works', () => {

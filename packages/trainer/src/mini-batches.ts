@@ -1,5 +1,6 @@
 import {
-  createBatchBuffer, createPrng, forgetGatherSource, gatherRowsInBackground, nextInt, nextUniform, releaseBatchBuffer, type BackgroundGather, type Float32Matrix, type Prng,
+  createBatchBuffer, createPrng, forgetGatherSource, gatherRowsInBackground, nextInt, nextUniform, releaseBatchBuffer, setKernelIdleTask,
+  type BackgroundGather, type Float32Matrix, type Prng,
 } from '@bnmlp/core';
 import { flipRow, type FlipTransform } from './flip.js';
 import { TrainerArgumentError } from './errors.js';
@@ -167,6 +168,21 @@ export class MiniBatcher {
     this.gathering = gather;
     this.prefetched = { index, shuffles: this.shuffles };
     return true;
+  }
+
+  /**
+   * Runs `step` (a train step) while batch `index` is prefetched (null: none): on a kernel thread
+   * (prefetchInBackground), else on this thread while the kernel threads finish their part of the
+   * step's first product (@bnmlp/core setKernelIdleTask; a prefetch that never ran there is
+   * simply not used). Returns what `step` returns.
+   */
+  prefetchDuring<T>(index: number | null, step: () => T): T {
+    if (index !== null && !this.prefetchInBackground(index)) setKernelIdleTask(() => this.prefetch(index));
+    try {
+      return step();
+    } finally {
+      setKernelIdleTask(null);
+    }
   }
 
   private finishGathering(): void {

@@ -1,5 +1,5 @@
 import {
-  backendInfo, createModel, createMomentumState, disposeModel, disposeMomentumState, initBackend, modelFromValues, modelValues, resolveConfig, setKernelIdleTask, tf, trainStep,
+  backendInfo, createModel, createMomentumState, disposeModel, disposeMomentumState, initBackend, modelFromValues, modelValues, resolveConfig, tf, trainStep,
   type CoreModel, type MomentumState, type NetworkConfigInput,
 } from '@bnmlp/core';
 import type { TrainingState } from './checkpoint.js';
@@ -202,13 +202,10 @@ export async function trainNetwork(config: TrainConfig, data: PreparedData, opti
         }
         const batch = batcher.batch(step);
         const learningRate = learningRateAt(config, epoch, globalStep);
-        // The next batch is gathered by a kernel thread between its parts of this step's products,
-        // else on this thread while the kernel threads finish their parts (if they run).
-        const next = step + 1;
-        if (next < stepsPerEpoch && !batcher.prefetchInBackground(next)) setKernelIdleTask(() => batcher.prefetch(next));
-        // The batch loss comes back with the step (one small read): a NaN stops the run at this step, not an epoch later.
-        const { loss } = trainStep(model, momentum, batch.x, batch.labels, { lambda, learningRate, momentum: rho }, { returnLoss: true });
-        setKernelIdleTask(null);
+        // The next batch is gathered during this step (MiniBatcher.prefetchDuring). The batch loss
+        // comes back with the step (one small read): a NaN stops the run at this step, not an epoch later.
+        const next = step + 1 < stepsPerEpoch ? step + 1 : null;
+        const { loss } = batcher.prefetchDuring(next, () => trainStep(model, momentum, batch.x, batch.labels, { lambda, learningRate, momentum: rho }, { returnLoss: true }));
         if (!Number.isFinite(loss)) return diverged(`the training loss became ${loss} at step ${step + 1} of epoch ${epoch + 1} (η ${learningRate})`);
         globalStep++;
         options.onEvent?.({ kind: 'step', epoch: epoch + 1, step: step + 1, stepsPerEpoch, globalStep, totalSteps, loss: loss! });

@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createModel, createMomentumState, disposeModel, disposeMomentumState, setKernelIdleTask, trainStep } from '@bnmlp/core';
+import { createModel, createMomentumState, disposeModel, disposeMomentumState, trainStep } from '@bnmlp/core';
 import { CIFAR_PIXELS, CIFAR_RECORD_BYTES, MiniBatcher, parseTrainConfig, prepareData, trainNetwork, type PreparedData } from '@bnmlp/trainer';
 import { formatRatio, ratioSpread, spread, type Spread } from './bench-common.js';
 import { isSkipped, PEER_THREADS, type PeerEpoch, type Skipped } from './bench-peer.js';
@@ -104,10 +104,8 @@ async function bareEpoch(data: PreparedData, options: TrainerBenchOptions): Prom
     batcher.shuffle();
     for (let i = 0; i < batcher.batchesPerEpoch; i++) {
       const b = batcher.batch(i);
-      // The next batch gathered while the kernel threads finish (as trainNetwork does).
-      if (i + 1 < batcher.batchesPerEpoch && !batcher.prefetchInBackground(i + 1)) setKernelIdleTask(() => batcher.prefetch(i + 1));
-      trainStep(model, state, b.x, b.labels, { lambda: 1e-4, learningRate: 0.01, momentum: 0.8 });
-      setKernelIdleTask(null);
+      // The next batch gathered during the step (as trainNetwork does).
+      batcher.prefetchDuring(i + 1 < batcher.batchesPerEpoch ? i + 1 : null, () => trainStep(model, state, b.x, b.labels, { lambda: 1e-4, learningRate: 0.01, momentum: 0.8 }));
     }
     return (performance.now() - started) / 1000;
   } finally {

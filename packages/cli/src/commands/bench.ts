@@ -1,6 +1,6 @@
 import {
   configureKernelThreads, configureWasmKernels, createModel, createMomentumState, disposeModel, disposeMomentumState, MAX_KERNEL_THREADS, WASM_KERNEL_CHOICES, initBackend, predict, trainStep,
-  setKernelIdleTask, wasmKernelStatus,
+  wasmKernelStatus,
   type BackendName, type KernelThreadsChoice, type WasmKernelChoice, type WasmKernelVariant,
 } from '@bnmlp/core';
 import { MiniBatcher } from '@bnmlp/trainer';
@@ -212,10 +212,8 @@ export async function runBench(options: BenchOptions, onProgress: (message: stri
         for (let i = 0; i < batcher.batchesPerEpoch; i++) {
           const t0 = performance.now();
           const b = batcher.batch(i);
-          // As the trainer does: the next batch is gathered by a kernel thread between its parts of the step, else here while the threads finish theirs.
-          if (i + 1 < batcher.batchesPerEpoch && !batcher.prefetchInBackground(i + 1)) setKernelIdleTask(() => batcher.prefetch(i + 1));
-          trainStep(model, state, b.x, b.labels, settings);
-          setKernelIdleTask(null);
+          // As the trainer does: the next batch is gathered during the step.
+          batcher.prefetchDuring(i + 1 < batcher.batchesPerEpoch ? i + 1 : null, () => trainStep(model, state, b.x, b.labels, settings));
           stepMs.push(performance.now() - t0);
         }
         epochSeconds.push((performance.now() - epochStart) / 1000);
