@@ -470,6 +470,12 @@ export class DenseThreads {
 
   /** Rows of gathers the kernel threads copied so far (the rest were copied by finish() on this thread). */
   gatheredByThreads = 0;
+
+  /** Rows of the pending gather no thread has claimed yet (tests wait on it). */
+  get gatherRowsLeft(): number {
+    const g = this.gather;
+    return g ? Math.max(0, g.indices.length - Atomics.load(g.thread.ctrl, GATHER_NEXT)) : 0;
+  }
   private gather: GatherState | null = null;
   private nextSourceId = 1;
 

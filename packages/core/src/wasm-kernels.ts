@@ -237,13 +237,13 @@ export function threadedProductCount(): number {
  * rows of the last x·W the caller's thread computed itself (see shareBesideIdleTask).
  */
 export function kernelThreadStats(): {
-  deferredWaiting: number; deferredCopied: number; lastForwardCallerRows: number; gatheredByThreads: number;
+  deferredWaiting: number; deferredCopied: number; lastForwardCallerRows: number; gatheredByThreads: number; gatherRowsLeft: number;
   gatherSourcesHeld: { count: number; kib: number };
 } {
   const threads = pool?.threads;
   return {
     deferredWaiting: threads?.deferredCount ?? 0, deferredCopied: threads?.deferredFlushes ?? 0, lastForwardCallerRows: threads?.lastForwardCallerRows ?? 0,
-    gatheredByThreads: threads?.gatheredByThreads ?? 0, gatherSourcesHeld: threads?.sourcesHeld ?? { count: 0, kib: 0 },
+    gatheredByThreads: threads?.gatheredByThreads ?? 0, gatherRowsLeft: threads?.gatherRowsLeft ?? 0, gatherSourcesHeld: threads?.sourcesHeld ?? { count: 0, kib: 0 },
   };
 }
 
