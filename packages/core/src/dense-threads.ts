@@ -220,6 +220,13 @@ export class DenseThreads {
   private readonly packed = new Map<object, Region>();
   /** The buffers this memory has had (one per size: growing replaces it): rows on any of them are in the threads' memory. */
   private readonly ownBuffers = new WeakSet<object>();
+  /** The gather the first kernel thread runs between products (startGather), if any. */
+  private gather: GatherState | null = null;
+  private nextSourceId = 1;
+  /** Rows of gathers the kernel threads copied so far (the rest were copied by finish() on this thread). */
+  gatheredByThreads = 0;
+  /** The gather sources the first kernel thread said it held after the last forgetGatherSource, and their size (tests). */
+  sourcesHeld = { count: 0, kib: 0 };
   /** Regions handed out by rowsBuffer, by the array's buffer offset, until releaseRowsBuffer. */
   private readonly rowsBuffers = new Map<number, Region>();
 
@@ -260,11 +267,7 @@ export class DenseThreads {
   shutdown(): void {
     this.finishGather();
     for (const dataId of [...this.deferred.keys()]) this.flushDeferred(dataId);
-    for (const w of this.workers) {
-      w.ctrl[OP] = OP_EXIT;
-      Atomics.store(w.ctrl, REQUEST, ++w.seq);
-      Atomics.notify(w.ctrl, REQUEST);
-    }
+    for (const w of this.workers) this.post(w, OP_EXIT);
     this.broken ??= 'shut down';
     this.workers.length = 0;
   }
@@ -381,12 +384,7 @@ export class DenseThreads {
       if (t === 0 || part[0] === part[1]) return;
       hooks.prepare?.(part);
       const w = this.workers[t - 1];
-      const [op, ints, floats] = request(part, t);
-      w.ctrl[OP] = op;
-      ints.forEach((value, i) => { w.ctrl[INT_ARGS + i] = value; });
-      floats.forEach((value, i) => { w.floats[FLOAT_ARGS + i] = value; });
-      Atomics.store(w.ctrl, REQUEST, ++w.seq);
-      Atomics.notify(w.ctrl, REQUEST);
+      this.post(w, ...request(part, t));
       asked.push(w);
     });
     const started = performance.now();
@@ -456,29 +454,18 @@ export class DenseThreads {
       thread.sourcePort.postMessage({ drop: thread.sources[at].id });
       thread.sources.splice(at, 1);
       // A request of its own, so that the thread drops it now, not at its next gather.
-      thread.ctrl[OP] = OP_SOURCES;
-      Atomics.store(thread.ctrl, REQUEST, ++thread.seq);
-      Atomics.notify(thread.ctrl, REQUEST);
+      this.post(thread, OP_SOURCES);
       this.awaitAnswer(thread);
       this.sourcesHeld = { count: thread.ctrl[INT_ARGS], kib: thread.ctrl[INT_ARGS + 1] };
     }
     this.resumeGather();
   }
 
-  /** The gather sources the first kernel thread said it held after the last forgetGatherSource, and their size (tests). */
-  sourcesHeld = { count: 0, kib: 0 };
-
-  /** Rows of gathers the kernel threads copied so far (the rest were copied by finish() on this thread). */
-  gatheredByThreads = 0;
-
   /** Rows of the pending gather no thread has claimed yet (tests wait on it). */
   get gatherRowsLeft(): number {
     const g = this.gather;
     return g ? Math.max(0, g.indices.length - Atomics.load(g.thread.ctrl, GATHER_NEXT)) : 0;
   }
-  private gather: GatherState | null = null;
-  private nextSourceId = 1;
-
   private gatherSourceId(thread: Thread, buffer: SharedArrayBuffer): number {
     const found = thread.sources.find((s) => s.buffer.deref() === buffer);
     if (found) return found.id;
@@ -493,12 +480,8 @@ export class DenseThreads {
   private resumeGather(): void {
     const g = this.gather;
     if (!g || g.running || this.broken || Atomics.load(g.thread.ctrl, GATHER_NEXT) >= g.indices.length) return;
-    const { thread } = g;
-    Atomics.store(thread.ctrl, GATHER_STOP, 0);
-    thread.ctrl[OP] = OP_GATHER;
-    g.request.forEach((value, i) => { thread.ctrl[INT_ARGS + i] = value; });
-    Atomics.store(thread.ctrl, REQUEST, ++thread.seq);
-    Atomics.notify(thread.ctrl, REQUEST);
+    Atomics.store(g.thread.ctrl, GATHER_STOP, 0);
+    this.post(g.thread, OP_GATHER, g.request);
     g.running = true;
   }
 
@@ -524,8 +507,11 @@ export class DenseThreads {
     const { thread, source, cols, indices, target } = g;
     const rows = indices.length;
     const copy = (r: number) => target.set(source.subarray(indices[r] * cols, (indices[r] + 1) * cols), r * cols);
-    if (copyAll) {
+    const copyEveryRow = () => {
       for (let r = 0; r < rows; r++) copy(r);
+    };
+    if (copyAll) {
+      copyEveryRow();
       return;
     }
     let own = 0;
@@ -539,7 +525,7 @@ export class DenseThreads {
       this.awaitAnswer(thread);
     } catch {
       // The thread failed (the pool is broken now, and the next product says so): its rows may be half copied.
-      for (let r = 0; r < rows; r++) copy(r);
+      copyEveryRow();
     }
   }
 
@@ -584,6 +570,15 @@ export class DenseThreads {
       // With i(13) ≠ 0 the new W's rows are also written packed for the next x·W (weightStep).
       this.kernels.denseWeightStep(i(0), i(1), i(2), i(3), i(4), i(5), i(6), i(7), i(8), i(9), floats[0], floats[1], floats[2], i(10), i(11), i(12), i(13));
     }
+  }
+
+  /** Writes a request (the op and its arguments) into a thread's control block and wakes it: the protocol of worker/dense-worker.mjs. */
+  private post(w: Thread, op: number, ints: readonly number[] = [], floats: readonly number[] = []): void {
+    w.ctrl[OP] = op;
+    ints.forEach((value, i) => { w.ctrl[INT_ARGS + i] = value; });
+    floats.forEach((value, i) => { w.floats[FLOAT_ARGS + i] = value; });
+    Atomics.store(w.ctrl, REQUEST, ++w.seq);
+    Atomics.notify(w.ctrl, REQUEST);
   }
 
   private awaitAnswer(w: Thread): void {

@@ -142,9 +142,7 @@ export class MiniBatcher {
    * returned last stays valid: the spare buffers are the ones before it.
    */
   prefetch(index: number): void {
-    this.finishGathering();
-    this.spare ??= [createBatchBuffer(this.buffer.length), new Int32Array(this.labelBuffer.length)];
-    this.fill(index, ...this.spare);
+    this.fill(index, ...this.freeSpare());
     this.prefetched = { index, shuffles: this.shuffles };
   }
 
@@ -157,13 +155,11 @@ export class MiniBatcher {
    */
   prefetchInBackground(index: number): boolean {
     if (this.flip) return false;
-    this.finishGathering();
-    this.spare ??= [createBatchBuffer(this.buffer.length), new Int32Array(this.labelBuffer.length)];
+    const [buffer, labelBuffer] = this.freeSpare();
     const start = index * this.batchSize;
     const rows = this.rowsIn(index);
-    const gather = gatherRowsInBackground(this.data.x.data, this.data.x.cols, this.order.subarray(start, start + rows), this.spare[0]);
+    const gather = gatherRowsInBackground(this.data.x.data, this.data.x.cols, this.order.subarray(start, start + rows), buffer);
     if (!gather) return false;
-    const [, labelBuffer] = this.spare;
     for (let r = 0; r < rows; r++) labelBuffer[r] = this.data.labels[this.order[start + r]];
     this.gathering = gather;
     this.prefetched = { index, shuffles: this.shuffles };
@@ -183,6 +179,12 @@ export class MiniBatcher {
     } finally {
       setKernelIdleTask(null);
     }
+  }
+
+  /** The spare buffers, made on first use, with no gather still writing into them. */
+  private freeSpare(): [Float32Array, Int32Array] {
+    this.finishGathering();
+    return (this.spare ??= [createBatchBuffer(this.buffer.length), new Int32Array(this.labelBuffer.length)]);
   }
 
   private finishGathering(): void {
