@@ -23,6 +23,30 @@
   return v128.shuffle<f32>(x, y, 0, 1, 4, 5);
 }
 
+/** (s − mean)·invStd, then γ· and +β (gamma/beta = 0: absent), for 4 features at jj: the op-by-op forward's order. */
+// @ts-ignore: decorator
+@inline function normalize4(s: usize, mean: usize, invStd: usize, jj: usize): v128 {
+  return f32x4.mul(f32x4.sub(v128.load(s), v128.load(mean + jj)), v128.load(invStd + jj));
+}
+// @ts-ignore: decorator
+@inline function scaleShift4(x: v128, gamma: usize, beta: usize, jj: usize): v128 {
+  let p = x;
+  if (gamma != 0) p = f32x4.mul(p, v128.load(gamma + jj));
+  if (beta != 0) p = f32x4.add(p, v128.load(beta + jj));
+  return p;
+}
+// @ts-ignore: decorator
+@inline function normalize1(s: usize, mean: usize, invStd: usize, jj: usize): f32 {
+  return (load<f32>(s) - load<f32>(mean + jj)) * load<f32>(invStd + jj);
+}
+// @ts-ignore: decorator
+@inline function scaleShift1(x: f32, gamma: usize, beta: usize, jj: usize): f32 {
+  let p = x;
+  if (gamma != 0) p *= load<f32>(gamma + jj);
+  if (beta != 0) p += load<f32>(beta + jj);
+  return p;
+}
+
 /**
  * s[n×d] → batch mean and biased variance (two passes), invStd = 1/sqrt(var + eps),
  * normalized = (s − mean)·invStd, pre = γ·normalized + β (gamma/beta = 0: absent), relu = max(pre, 0).
@@ -70,10 +94,8 @@ export function batchNormReluForward(
     for (let j = 0; j < d4; j += 4) {
       const e = off + (<usize>j << 2);
       const jj = <usize>j << 2;
-      const x = f32x4.mul(f32x4.sub(v128.load(s + e), v128.load(mean + jj)), v128.load(invStd + jj));
-      let p = x;
-      if (gamma != 0) p = f32x4.mul(p, v128.load(gamma + jj));
-      if (beta != 0) p = f32x4.add(p, v128.load(beta + jj));
+      const x = normalize4(s + e, mean, invStd, jj);
+      const p = scaleShift4(x, gamma, beta, jj);
       v128.store(normalized + e, x);
       v128.store(pre + e, p);
       v128.store(relu + e, v128.and(p, f32x4.gt(p, zero)));
@@ -81,13 +103,38 @@ export function batchNormReluForward(
     for (let j = d4; j < d; j++) {
       const e = off + (<usize>j << 2);
       const jj = <usize>j << 2;
-      const x = (load<f32>(s + e) - load<f32>(mean + jj)) * load<f32>(invStd + jj);
-      let p = x;
-      if (gamma != 0) p *= load<f32>(gamma + jj);
-      if (beta != 0) p += load<f32>(beta + jj);
+      const x = normalize1(s + e, mean, invStd, jj);
+      const p = scaleShift1(x, gamma, beta, jj);
       store<f32>(normalized + e, x);
       store<f32>(pre + e, p);
       store<f32>(relu + e, p > 0 ? p : 0);
+    }
+  }
+}
+
+/**
+ * Inference-mode BN + ReLU: relu = max(pre, 0) with pre = γ·((s − mean)·invStd) + β, from the
+ * running mean and invStd = 1/sqrt(running var + eps) given (gamma/beta = 0: absent). The same
+ * float32 operations in the same order as the op-by-op inference forward (network.ts
+ * forwardTrace), so the same bits; the ReLU is tf.relu's, x <= 0 ? 0 : x (NaN passes, −0 becomes 0).
+ */
+export function batchNormReluInference(s: usize, mean: usize, invStd: usize, gamma: usize, beta: usize, relu: usize, n: i32, d: i32): void {
+  const row = <usize>d << 2;
+  const d4 = d & ~3;
+  const zero = f32x4.splat(0);
+  for (let i = 0; i < n; i++) {
+    const off = <usize>i * row;
+    for (let j = 0; j < d4; j += 4) {
+      const e = off + (<usize>j << 2);
+      const jj = <usize>j << 2;
+      const p = scaleShift4(normalize4(s + e, mean, invStd, jj), gamma, beta, jj);
+      v128.store(relu + e, v128.bitselect(zero, p, f32x4.le(p, zero)));
+    }
+    for (let j = d4; j < d; j++) {
+      const e = off + (<usize>j << 2);
+      const jj = <usize>j << 2;
+      const p = scaleShift1(normalize1(s + e, mean, invStd, jj), gamma, beta, jj);
+      store<f32>(relu + e, p <= 0 ? 0 : p);
     }
   }
 }

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { validateFloat32Matrix, validateLabels, validateRowCount, type Float32Matrix, type Labels } from './api.js';
 import { CoreArgumentError, describeValue } from './errors.js';
 import type { CoreModel } from './model.js';
-import { forwardTrace } from './network.js';
+import { inferenceLogits } from './network.js';
 import { threadedScoresOfRows } from './wasm-kernels.js';
 
 export interface PredictionResult {
@@ -29,27 +29,31 @@ export function predict(model: CoreModel, x: Float32Matrix, options: { labels?: 
 
   const probabilities = new Float32Array(x.rows * classes);
   const predictions = new Int32Array(x.rows);
+  const exps = new Float64Array(classes);
   let lossSum = 0;
   for (let start = 0; start < x.rows; start += chunkSize) {
     const rows = Math.min(chunkSize, x.rows - start);
     const view = x.data.subarray(start * inputDim, (start + rows) * inputDim);
-    const logProbs = tf.tidy(() => {
+    const logitsTensor = tf.tidy(() => {
       // On the kernel threads, layer 1 reads the rows straight from X (one copy, no tensor of the chunk).
       const firstScores = threadedScoresOfRows(view, rows, model.layers[0].W, model.layers[0].b);
       const input = firstScores ? tf.zeros([0, inputDim]) as tf.Tensor2D : tf.tensor2d(view, [rows, inputDim], 'float32');
-      return tf.logSoftmax(forwardTrace(model, input, 'inference', firstScores).logits);
+      return inferenceLogits(model, input, firstScores);
     });
-    const logP = logProbs.dataSync() as Float32Array;
-    logProbs.dispose();
+    const logits = logitsTensor.dataSync() as Float32Array;
+    logitsTensor.dispose();
     for (let i = 0; i < rows; i++) {
+      // Log-softmax in float64 (tfjs's would be float32 and 6 kernels per chunk): p = e^(z − max) / Σ.
+      const row = i * classes;
       let best = 0;
-      for (let j = 0; j < classes; j++) {
-        probabilities[(start + i) * classes + j] = Math.exp(logP[i * classes + j]);
-        if (logP[i * classes + j] > logP[i * classes + best]) best = j;
-      }
+      for (let j = 1; j < classes; j++) if (logits[row + j] > logits[row + best]) best = j;
+      const max = logits[row + best];
+      let sum = 0;
+      for (let j = 0; j < classes; j++) sum += (exps[j] = Math.exp(logits[row + j] - max));
+      for (let j = 0; j < classes; j++) probabilities[(start + i) * classes + j] = exps[j] / sum;
       predictions[start + i] = best;
-      // −log p_y from log-softmax: finite even where p_y itself underflows to 0.
-      if (options.labels) lossSum -= logP[i * classes + options.labels[start + i]];
+      // −log p_y = log Σ − (z_y − max): finite even where p_y itself underflows to 0.
+      if (options.labels) lossSum += Math.log(sum) - (logits[row + options.labels[start + i]] - max);
     }
   }
   if (!options.labels) return { probabilities, predictions, loss: null, accuracy: null };

@@ -4,14 +4,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { CoreArgumentError } from './errors.js';
 import {
-  allowRelaxedSimd, blends, configureKernelThreads, configureWasmKernels, wasmKernelStatus, denseInputGradient, denseMomentumStep, denseScores, denseWeightGradient, kernelExports,
+  allowRelaxedSimd, batchNormReluInference, blends, configureKernelThreads, configureWasmKernels, wasmKernelStatus, denseInputGradient, denseMomentumStep, denseScores, denseWeightGradient, kernelExports,
   momentumSteps, softmaxCrossEntropy, sumOfSquares,
   type WasmKernelVariant, type WasmBackendInternals,
 } from './wasm-kernels.js';
 import { packedFloats } from './dense-threads.js';
 import { createModel, disposeModel, modelFromValues, modelValues } from './model.js';
 import { resolveConfig } from './config.js';
-import { forwardTrace } from './network.js';
+import { forwardTrace, inferenceLogits } from './network.js';
 import { createMomentumState, disposeMomentumState, trainStep } from './train-step.js';
 import { createPrng, nextNormal } from './prng.js';
 
@@ -404,6 +404,85 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     expect(Math.abs(sum - exact) / exact).toBeLessThanOrEqual(UNIT_ROUNDOFF);
   });
 
+  test('inference-mode BN + ReLU in one kernel has the bits of the op-by-op forward (any width, with or without γ and β, NaN and −0 among the inputs)', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          n: fc.integer({ min: 1, max: 40 }), d: fc.integer({ min: 1, max: 23 }), seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+          scale: fc.integer({ min: -3, max: 3 }), withGamma: fc.boolean(), withBeta: fc.boolean(),
+        }),
+        ({ n, d, seed, scale, withGamma, withBeta }) => {
+          // Arrange: running statistics as training leaves them (variance > 0), and a NaN and a −0 among the scores.
+          const prng = createPrng(seed);
+          const scores = randomMatrix(prng, n * d, scale);
+          scores[0] = NaN;
+          if (n * d > 1) scores[1] = -0;
+          const mean = randomMatrix(prng, d, scale);
+          const variance = randomMatrix(prng, d, 2 * scale).map((x) => x * x + 1e-3);
+          const [gamma, beta] = [withGamma ? randomMatrix(prng, d, 0) : null, withBeta ? randomMatrix(prng, d, 0) : null];
+          const eps = 1e-5;
+
+          // Act
+          const [fused, opByOp] = tf.tidy(() => {
+            const s = tf.tensor2d(scores, [n, d]);
+            const [m, v] = [tf.tensor1d(mean), tf.tensor1d(variance)];
+            const [g, b] = [gamma && tf.tensor1d(gamma), beta && tf.tensor1d(beta)];
+            const invStd = tf.rsqrt(tf.add(v, eps));
+            let pre = tf.mul(tf.sub(s, m), invStd);
+            if (g) pre = tf.mul(pre, g);
+            if (b) pre = tf.add(pre, b);
+            return [batchNormReluInference(s, m, v, eps, g, b)!.dataSync(), tf.relu(pre).dataSync()];
+          });
+
+          // Assert: Object.is tells −0 from 0 and NaN from NaN.
+          const differing = [...opByOp.keys()].filter((i) => !Object.is(fused[i], opByOp[i]));
+          expect(differing.map((i) => `entry ${i}: kernel ${fused[i]}, ops ${opByOp[i]}`)).toEqual([]);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+
+  test('inference-mode BN + ReLU in one kernel turns a −0 pre-activation into 0 and keeps a NaN, as tf.relu does, in the SIMD lanes and the scalar tail', () => {
+    // Arrange: d = 6 (4 SIMD lanes, 2 scalar); mean 0 and no β, so a −0 score stays −0 up to the ReLU.
+    const d = 6;
+    const scores = Float32Array.from([-0, NaN, 1, -1, -0, NaN]);
+    const [fused, opByOp] = tf.tidy(() => {
+      const s = tf.tensor2d(scores, [1, d]);
+      const [mean, variance, gamma] = [tf.zeros([d]) as tf.Tensor1D, tf.ones([d]) as tf.Tensor1D, tf.fill([d], 2) as tf.Tensor1D];
+      // Act
+      const kernel = batchNormReluInference(s, mean, variance, 1e-5, gamma, null)!.dataSync();
+      return [kernel, tf.relu(tf.mul(tf.mul(tf.sub(s, mean), tf.rsqrt(tf.add(variance, 1e-5))), gamma)).dataSync()];
+    });
+
+    // Assert
+    expect([...fused].map((x) => Object.is(x, -0) ? '-0' : String(x))).toEqual([...opByOp].map((x) => Object.is(x, -0) ? '-0' : String(x)));
+  });
+
+  test("predict's logits (inferenceLogits) are forwardTrace's inference logits, bit for bit, with and without BN", () => {
+    for (const batchNorm of [true, false]) {
+      // Arrange: running averages moved off their initial 0 and 1 by two train steps.
+      const config = { inputDim: 7, hiddenDims: [6, 5], classes: 3, batchNorm };
+      const model = createModel(config, { seed: 3 });
+      const state = createMomentumState(model);
+      const prng = createPrng(4);
+      const x = randomMatrix(prng, 9 * 7, 0);
+      const labels = Uint8Array.from({ length: 9 }, (_, i) => i % 3);
+      for (let i = 0; i < 2; i++) trainStep(model, state, { rows: 9, cols: 7, data: x }, labels, { lambda: 0.01, learningRate: 0.1, momentum: 0.9 });
+
+      // Act
+      const [lean, traced] = tf.tidy(() => {
+        const input = tf.tensor2d(x, [9, 7]);
+        return [inferenceLogits(model, input).dataSync(), forwardTrace(model, input, 'inference').logits.dataSync()];
+      });
+
+      // Assert
+      expect([...lean], `batchNorm ${batchNorm}`).toEqual([...traced]);
+      disposeMomentumState(state);
+      disposeModel(model);
+    }
+  });
+
   test('every kernel writes only its outputs and scratch (the rest of the tfjs heap is unchanged)', () => {
     // Arrange: inputs, then one tensor per output or scratch buffer.
     const [m, k, n] = [37, 70, 13];
@@ -412,9 +491,9 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     const [x, g, w, v, gamma, beta, theta] = [[m, k], [m, n], [k, n], [k, n], [n], [n], [n]].map(make);
     const outputs = {
       outW: make([k, n]), outV: make([k, n]), denseScratch: make([m * 16]), scores: make([m, n]),
-      mean: make([n]), variance: make([n]), invStd: make([n]), normalized: make([m, n]), pre: make([m, n]), relu: make([m, n]), bnScratch: make([8 * n]),
+      mean: make([n]), variance: make([n]), invStd: make([n]), normalized: make([m, n]), pre: make([m, n]), relu: make([m, n]), inferenceRelu: make([m, n]), bnScratch: make([8 * n]),
       gS: make([m, n]), dGamma: make([n]), dBeta: make([n]), outTheta: make([n]), outThetaV: make([n]), blended: make([n]),
-      ceGrad: make([m, n]), ceLoss: make([1]), sumSq: make([1]), packedW: make([packedFloats(k, n)]), stepPackedW: make([packedFloats(k, n)]), forwardTile: make([m * 16]), // n = 13: 2 panels of 8
+      ceGrad: make([m, n]), ceLoss: make([1]), sumSq: make([1]), packedW: make([packedFloats(k, n)]), stepPackedW: make([packedFloats(k, n)]), forwardTile: make([kernelExports(tf.backend() as unknown as WasmBackendInternals).forwardTileFloats()]),
     };
     const o = outputs;
     const backend = tf.backend() as unknown as WasmBackendInternals;
@@ -428,6 +507,7 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
     kernels.denseForwardPacked(at(x), at(o.packedW), 0, at(o.scores), at(o.forwardTile), m, k, n);
     kernels.batchNormReluForward(at(o.scores), at(gamma), at(beta), at(o.mean), at(o.variance), at(o.invStd), at(o.normalized), at(o.pre), at(o.relu), at(o.bnScratch), m, n, 1e-5);
     kernels.batchNormReluBackward(at(g), at(o.pre), at(o.normalized), at(o.invStd), at(gamma), at(o.dGamma), at(o.dBeta), at(o.gS), at(o.bnScratch), m, n);
+    kernels.batchNormReluInference(at(o.scores), at(o.mean), at(o.invStd), at(gamma), at(beta), at(o.inferenceRelu), m, n);
     kernels.momentumStep(at(theta), at(gamma), at(beta), at(o.outTheta), at(o.outThetaV), n, 0.1, 0.9);
     kernels.blend(at(gamma), at(beta), at(o.blended), n, 0.9);
     kernels.softmaxCrossEntropy(at(o.scores), at(g), at(o.ceGrad), at(o.ceLoss), m, n);

@@ -49,6 +49,7 @@ export interface KernelExports extends DenseKernels {
     s: number, gamma: number, beta: number, mean: number, variance: number, invStd: number,
     normalized: number, pre: number, relu: number, scratch: number, n: number, d: number, eps: number,
   ): void;
+  batchNormReluInference(s: number, mean: number, invStd: number, gamma: number, beta: number, relu: number, n: number, d: number): void;
   batchNormReluBackward(
     gOut: number, pre: number, normalized: number, invStd: number, gamma: number,
     dGamma: number, dBeta: number, gS: number, scratch: number, n: number, d: number,
@@ -85,6 +86,7 @@ const DENSE_FORWARD = 'BnmlpDenseForward';
 const DENSE_WEIGHT_STEP = 'BnmlpDenseWeightStep';
 const BN_RELU_FORWARD = 'BnmlpBatchNormReluForward';
 const BN_RELU_BACKWARD = 'BnmlpBatchNormReluBackward';
+const BN_RELU_INFERENCE = 'BnmlpBatchNormReluInference';
 const DENSE_INPUT_GRADIENT = 'BnmlpDenseInputGradient';
 const MOMENTUM_STEPS = 'BnmlpMomentumSteps';
 const BLENDS = 'BnmlpBlends';
@@ -600,6 +602,15 @@ function registerKernels(): void {
     );
     return [mean, variance, invStd, normalized, pre, relu];
   });
+  register(BN_RELU_INFERENCE, (b, inputs) => {
+    const { s, mean, invStd, gamma, beta } = inputs as Inputs;
+    const [n, d] = s!.shape;
+    const relu = b.makeOutput([n, d], 'float32');
+    kernelExports(b).batchNormReluInference(
+      address(b, s), address(b, mean), address(b, invStd), address(b, gamma), address(b, beta), address(b, relu), n, d,
+    );
+    return relu;
+  });
   register(BN_RELU_BACKWARD, (b, inputs) => {
     const { g, pre, normalized, invStd, gamma } = inputs as Inputs;
     const [n, d] = g!.shape;
@@ -833,6 +844,27 @@ export function batchNormReluForward(s: tf.Tensor2D, gamma: tf.Tensor1D | null, 
     mean: mean as tf.Tensor1D, variance: variance as tf.Tensor1D, invStd: invStd as tf.Tensor1D,
     normalized: normalized as tf.Tensor2D, pre: pre as tf.Tensor2D, relu: relu as tf.Tensor2D,
   };
+}
+
+/**
+ * Inference-mode BN + ReLU in one kernel: relu(γ·((s − mean)·invStd) + β) with the running mean
+ * and variance, invStd = 1/sqrt(variance + eps), the same bits as the op-by-op inference forward
+ * (forwardTrace). null when the kernels are not active.
+ */
+export function batchNormReluInference(
+  s: tf.Tensor2D, mean: tf.Tensor1D, variance: tf.Tensor1D, eps: number, gamma: tf.Tensor1D | null, beta: tf.Tensor1D | null,
+): tf.Tensor2D | null {
+  if (!activeVariant()) return null;
+  // invStd by the ops forwardTrace uses (d entries): the kernel then matches it bit for bit.
+  const invStd = tf.tidy(() => tf.rsqrt(tf.add(variance, eps)));
+  const inputs: tf.NamedTensorMap = { s, mean, invStd };
+  if (gamma) inputs.gamma = gamma;
+  if (beta) inputs.beta = beta;
+  try {
+    return tf.engine().runKernel(BN_RELU_INFERENCE, inputs, {}) as tf.Tensor2D;
+  } finally {
+    invStd.dispose();
+  }
 }
 
 /**
