@@ -18,15 +18,21 @@ Modes (each prints one JSON line per result, with peak RSS from getrusage as max
                  indices: ms_per_step (median). --rows '[{"batch":32,"hidden":[50,30],"steps":10,
                  "warmup":3}, ...]' runs several rows in one process (one JSON line each).
   --mode peak    sgemm --size^3 (default 2048): GFLOP/s = 2 size^3 / median of 5 timings.
-All modes take --threads (0: torch's default). Setup (Debian): apt-get install -y python3-torch
-libopenblas0-pthread. No numpy needed.
+All modes take --threads (0: torch's default) and --blas-threads (0: OpenBLAS's default). They are
+two pools: torch.set_num_threads sets torch's own (elementwise ops, BatchNorm), while the matrix
+products run in OpenBLAS's pthread pool, which keeps its default, one thread per core, unless
+--blas-threads sets it. So --threads 1 alone (as the shared script runs) still multiplies on
+every core; --threads 1 --blas-threads 1 is one core. Every line reports blas_threads, what
+OpenBLAS ran with (null when torch does not use OpenBLAS). Setup (Debian): apt-get install -y
+python3-torch libopenblas0-pthread. No numpy needed.
 """
-import argparse, json, resource, statistics, sys, time
+import argparse, ctypes, json, resource, statistics, sys, time
 import torch
 
 p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
 p.add_argument('--mode', choices=['epoch', 'steps', 'peak'], default='epoch')
 p.add_argument('--threads', type=int, default=0, help='0: torch default')
+p.add_argument('--blas-threads', type=int, default=0, help="OpenBLAS's threads for the matrix products (0: its default)")
 p.add_argument('--hidden', default='50,30')
 p.add_argument('--batch', type=int, default=100)
 p.add_argument('--samples', type=int, default=50000)
@@ -47,8 +53,27 @@ if a.threads: torch.set_num_threads(a.threads)
 torch.manual_seed(a.seed)
 
 
+def openblas():
+    # Debian's torch multiplies through the system BLAS; with libopenblas0-pthread that is OpenBLAS.
+    for name in ('libopenblas.so.0', 'libblas.so.3'):
+        try:
+            lib = ctypes.CDLL(name)
+            lib.openblas_get_num_threads  # raises AttributeError when this BLAS is not OpenBLAS
+            return lib
+        except (OSError, AttributeError):
+            pass
+    return None
+
+
+BLAS = openblas()
+if a.blas_threads:
+    if BLAS is None: sys.exit('--blas-threads: torch does not use OpenBLAS here')
+    BLAS.openblas_set_num_threads(a.blas_threads)
+
+
 def emit(result):
     result.update({'peer': 'pytorch', 'mode': a.mode, 'version': torch.__version__, 'threads': torch.get_num_threads(),
+                   'blas_threads': BLAS.openblas_get_num_threads() if BLAS else None,
                    'maxrss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
     print(json.dumps(result), flush=True)
 

@@ -20,16 +20,19 @@ describe('the PyTorch peer script', () => {
     expect(peerEpochArgs({ threads: 2, hidden: [50, 30], batch: 100, samples: 50_000, epochs: 1, evalSamples: 10_000, evalBatch: 1000 })).toEqual([
       '--mode', 'epoch', '--threads', '2', '--hidden', '50,30', '--batch', '100', '--samples', '50000', '--epochs', '1', '--eval', '10000', '--eval-batch', '1000',
     ]);
+    expect(peerEpochArgs({ threads: 1, blasThreads: 1, hidden: [5], batch: 10, samples: 60, epochs: 1, evalSamples: 0, evalBatch: 20 }).slice(0, 6)).toEqual([
+      '--mode', 'epoch', '--threads', '1', '--blas-threads', '1',
+    ]);
     const args = peerStepsArgs({ threads: 1, samples: 100, inputs: 8, rows: [{ batch: 4, hidden: [3], steps: 5, warmup: 2 }] });
     expect(args.slice(0, 8)).toEqual(['--mode', 'steps', '--threads', '1', '--samples', '100', '--inputs', '8']);
     expect(JSON.parse(args[args.indexOf('--rows') + 1])).toEqual([{ batch: 4, hidden: [3], steps: 5, warmup: 2 }]);
   });
 
   test('its JSON lines parse (fixed lines)', () => {
-    const epoch = parsePeerEpoch({ peer: 'pytorch', version: '1.13.0', threads: 1, ms_per_step: 1.6, ms_per_step_median: 1.5, epoch_s: 0.8, eval_samples_per_s: 90000, maxrss_kb: 1000 });
-    expect(epoch).toEqual({ peer: 'pytorch', version: '1.13.0', threads: 1, msPerStep: 1.6, msPerStepMedian: 1.5, epochSeconds: 0.8, evalSamplesPerSecond: 90000, peakRssBytes: 1024000 });
+    const epoch = parsePeerEpoch({ peer: 'pytorch', version: '1.13.0', threads: 1, blas_threads: 2, ms_per_step: 1.6, ms_per_step_median: 1.5, epoch_s: 0.8, eval_samples_per_s: 90000, maxrss_kb: 1000 });
+    expect(epoch).toEqual({ peer: 'pytorch', version: '1.13.0', threads: 1, blasThreads: 2, msPerStep: 1.6, msPerStepMedian: 1.5, epochSeconds: 0.8, evalSamplesPerSecond: 90000, peakRssBytes: 1024000 });
     // The shared script's line (no median step, no inference): its mean step stands in.
-    expect(parsePeerEpoch({ peer: 'pytorch', version: 'x', threads: 1, ms_per_step: 1.6, epoch_s: 0.8 })).toMatchObject({ msPerStepMedian: 1.6, evalSamplesPerSecond: null, peakRssBytes: null });
+    expect(parsePeerEpoch({ peer: 'pytorch', version: 'x', threads: 1, ms_per_step: 1.6, epoch_s: 0.8 })).toMatchObject({ msPerStepMedian: 1.6, evalSamplesPerSecond: null, peakRssBytes: null, blasThreads: null });
     expect(parsePeerSteps({ version: 'x', threads: 2, batch: 32, hidden: [50, 30], steps: 10, ms_per_step: 0.7, maxrss_kb: 2 })).toEqual({ version: 'x', threads: 2, batch: 32, hidden: [50, 30], steps: 10, msPerStep: 0.7, peakRssBytes: 2048 });
     expect(parsePeerPeak({ version: 'x', threads: 2, size: 2048, gflops: 80.5 })).toEqual({ version: 'x', threads: 2, size: 2048, gflops: 80.5 });
   });
@@ -40,7 +43,7 @@ describe('the PyTorch peer script', () => {
   });
 
   test('the trainer epoch beside PyTorch’s: ratios to its faster setting and to 1 thread', () => {
-    const run = (threads: number, epochSeconds: number) => ({ peer: 'pytorch' as const, version: '1.13.0', threads, msPerStep: 1, msPerStepMedian: 1, epochSeconds, evalSamplesPerSecond: null, peakRssBytes: null });
+    const run = (threads: number, epochSeconds: number) => ({ peer: 'pytorch' as const, version: '1.13.0', threads, blasThreads: 2, msPerStep: 1, msPerStepMedian: 1, epochSeconds, evalSamplesPerSecond: null, peakRssBytes: null });
     const p = compareTrainerPeer([1.2, 1.3, 1.25], new Map([[1, [run(1, 1.0), run(1, 1.1), run(1, 1.05)]], [2, [run(2, 0.8), run(2, 0.9), run(2, 0.7)]]]));
     expect(p.ratioBest.threads).toBe(2);
     expect(p.ratioBest.ratio.runs).toEqual([1.2 / 0.8, 1.3 / 0.9, 1.25 / 0.7]);
@@ -69,6 +72,16 @@ describe('the PyTorch peer script', () => {
       expect(Object.keys(epoch[0])).toEqual(expect.arrayContaining(['peer', 'version', 'threads', 'hidden', 'bn', 'batch', 'samples', 'ms_per_step', 'epoch_s', 'ms_per_step_median', 'eval_samples_per_s', 'maxrss_kb']));
       expect(parsePeerEpoch(epoch[0])).toMatchObject({ threads: 1, evalSamplesPerSecond: expect.any(Number) });
       expect(epoch[0]).toMatchObject({ eval_samples: 30, eval_batch: 20 });
+    }, 60_000);
+
+    test("--blas-threads sets OpenBLAS's own pool, which --threads leaves at its default, and every line says what it ran with", () => {
+      const pinned = runPeerScript(['--mode', 'peak', '--threads', '1', '--blas-threads', '1', '--size', '64']);
+      const left = runPeerScript(['--mode', 'peak', '--threads', '1', '--size', '64']);
+      if (isSkipped(pinned) || isSkipped(left)) throw new Error('the peer did not run');
+      expect(pinned[0]).toMatchObject({ threads: 1, blas_threads: 1 });
+      // OpenBLAS's default is one thread per core it may use (os.cpu_count() at most).
+      expect(left[0]).toMatchObject({ threads: 1, blas_threads: expect.any(Number) });
+      expect(left[0].blas_threads).toBeGreaterThanOrEqual(1);
     }, 60_000);
   });
 });

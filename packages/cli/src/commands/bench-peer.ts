@@ -10,8 +10,37 @@ the parsed result, or `{ skipped: why }` (torch off, no python, no torch, the pe
 */
 
 export const PYTHON = '/usr/bin/python3';
-/** The peer's thread settings: each is measured, and ours is compared with the faster as well as with 1 thread. */
+/** The peer's thread settings of the sweep and the trainer suite (OpenBLAS at its default). */
 export const PEER_THREADS: readonly number[] = [1, 2];
+
+/**
+ * A thread setting of the peer: torch's own threads, and OpenBLAS's for the matrix products (0:
+ * its default, one per core). They are separate pools: torch.set_num_threads(1) alone, as the
+ * shared peer script runs, still multiplies on every core (sgemm 2048³ at 118–126 GFLOP/s
+ * against 66 with OpenBLAS on 1 thread, 2026-12-02), so one core is 1 and 1.
+ */
+export interface PeerThreads {
+  readonly threads: number;
+  readonly blasThreads: number;
+}
+
+/**
+ * The core suite's settings: the shared script's 1 and 2 threads (the issue's "1 thread" and its
+ * "best setting" are among these), and one core (1 thread, OpenBLAS on 1). Each is measured; ours
+ * is compared with each named one and with the fastest.
+ */
+export const PEER_SETTINGS: readonly PeerThreads[] = [
+  { threads: 1, blasThreads: 0 },
+  { threads: 2, blasThreads: 0 },
+  { threads: 1, blasThreads: 1 },
+];
+
+/** "1 thread", "2 threads", "1 thread, OpenBLAS 1"; with the count OpenBLAS ran with when it was left at its default and reported it. */
+export function peerThreadsLabel(setting: PeerThreads, blasRan: number | null = null): string {
+  const torch = `${setting.threads} thread${setting.threads === 1 ? '' : 's'}`;
+  if (setting.blasThreads > 0) return `${torch}, OpenBLAS ${setting.blasThreads}`;
+  return blasRan === null ? torch : `${torch} (OpenBLAS ${blasRan})`;
+}
 /** The peer script, from dist/commands/ or src/commands/ alike. */
 export const PEER_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'torch_peer.py');
 
@@ -64,6 +93,8 @@ export interface PeerEpoch {
   readonly peer: 'pytorch';
   readonly version: string;
   readonly threads: number;
+  /** The threads OpenBLAS ran the products on (null: not reported, or not OpenBLAS). */
+  readonly blasThreads: number | null;
   /** Median epoch seconds / steps (the shared script's ms_per_step). */
   readonly msPerStep: number;
   /** Median of the timed steps' own times. */
@@ -76,6 +107,8 @@ export interface PeerEpoch {
 
 export interface PeerEpochOptions {
   readonly threads: number;
+  /** OpenBLAS's threads (0 or absent: its default). */
+  readonly blasThreads?: number;
   readonly hidden: readonly number[];
   readonly batch: number;
   readonly samples: number;
@@ -90,7 +123,7 @@ export interface PeerEpochOptions {
 
 export function peerEpochArgs(o: PeerEpochOptions): string[] {
   return [
-    '--mode', 'epoch', '--threads', String(o.threads), '--hidden', o.hidden.join(','), '--batch', String(o.batch), '--samples', String(o.samples),
+    '--mode', 'epoch', '--threads', String(o.threads), ...(o.blasThreads ? ['--blas-threads', String(o.blasThreads)] : []), '--hidden', o.hidden.join(','), '--batch', String(o.batch), '--samples', String(o.samples),
     '--epochs', String(o.epochs), '--eval', String(o.evalSamples), '--eval-batch', String(o.evalBatch),
     ...(o.inputs === undefined ? [] : ['--inputs', String(o.inputs)]), ...(o.seed === undefined ? [] : ['--seed', String(o.seed)]),
   ];
@@ -101,6 +134,7 @@ export function parsePeerEpoch(line: Record<string, unknown>): PeerEpoch {
     peer: 'pytorch',
     version: String(line.version),
     threads: Number(line.threads),
+    blasThreads: typeof line.blas_threads === 'number' ? line.blas_threads : null,
     msPerStep: Number(line.ms_per_step),
     msPerStepMedian: Number(line.ms_per_step_median ?? line.ms_per_step),
     epochSeconds: Number(line.epoch_s),

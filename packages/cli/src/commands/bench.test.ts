@@ -2,24 +2,29 @@ import { describe, expect, test } from 'vitest';
 import { MAX_KERNEL_THREADS } from '@bnmlp/core';
 import { CliArgumentError } from '../errors.js';
 import { formatRatio, ratioSpread, spread, syntheticSet } from './bench-common.js';
-import type { PeerEpoch } from './bench-peer.js';
+import { PEER_SETTINGS, type PeerEpoch } from './bench-peer.js';
 import { DEFAULT_BENCH_OPTIONS, benchHelp, comparePeer, formatBench, parseBenchArgs, runBench, type BenchResult, type BenchRun } from './bench.js';
 
-const peerRun = (threads: number, msPerStepMedian: number, epochSeconds: number, evalSamplesPerSecond: number | null): PeerEpoch => ({
-  peer: 'pytorch', version: '1.13.0', threads, msPerStep: msPerStepMedian * 1.1, msPerStepMedian, epochSeconds, evalSamplesPerSecond, peakRssBytes: 800 * 2 ** 20,
+const peerRun = (threads: number, msPerStepMedian: number, epochSeconds: number, evalSamplesPerSecond: number | null, blasThreads = 2): PeerEpoch => ({
+  peer: 'pytorch', version: '1.13.0', threads, blasThreads, msPerStep: msPerStepMedian * 1.1, msPerStepMedian, epochSeconds, evalSamplesPerSecond, peakRssBytes: 800 * 2 ** 20,
 });
 
 const ourRun = (ms: number, epoch: number, inference: number): BenchRun => ({ msPerStep: { median: ms, p10: ms * 0.9, p90: ms * 1.2 }, epochSeconds: epoch, inferenceSamplesPerSecond: inference });
 
-/** A fixed result of 3 repeats: ours 1.0–1.2 ms/step; PyTorch 1.5–2.0 ms on 1 thread, 0.9–1.1 ms on 2. */
+/**
+ * A fixed result of 3 repeats: ours 1.0–1.2 ms/step; PyTorch 1.5–2.0 ms on 1 thread, 0.9–1.1 ms
+ * on 2 (OpenBLAS at its default, 2), 2.2–2.6 ms on one core (1 thread, OpenBLAS 1).
+ */
 function fakeResult(): BenchResult {
   const runs = [ourRun(1.0, 0.55, 100_000), ourRun(1.2, 0.6, 90_000), ourRun(1.1, 0.58, 95_000)];
+  const [oneThread, twoThreads, oneCore] = PEER_SETTINGS;
   const peer = new Map([
-    [1, [peerRun(1, 2.0, 1.0, 80_000), peerRun(1, 1.5, 0.8, 85_000), peerRun(1, 1.6, 0.85, 82_000)]],
-    [2, [peerRun(2, 1.0, 0.6, 120_000), peerRun(2, 1.1, 0.62, 110_000), peerRun(2, 0.9, 0.5, 100_000)]],
+    [oneThread, [peerRun(1, 2.0, 1.0, 80_000), peerRun(1, 1.5, 0.8, 85_000), peerRun(1, 1.6, 0.85, 82_000)]],
+    [twoThreads, [peerRun(2, 1.0, 0.6, 120_000), peerRun(2, 1.1, 0.62, 110_000), peerRun(2, 0.9, 0.5, 100_000)]],
+    [oneCore, [peerRun(1, 2.2, 1.1, 50_000, 1), peerRun(1, 2.6, 1.3, 40_000, 1), peerRun(1, 2.4, 1.2, 45_000, 1)]],
   ]);
   return {
-    format: 'bnmlp-bench', version: 2, options: DEFAULT_BENCH_OPTIONS, backend: 'wasm', wasmKernels: 'relaxed-simd', threads: 2, threadsReason: null,
+    format: 'bnmlp-bench', version: 3, options: DEFAULT_BENCH_OPTIONS, backend: 'wasm', wasmKernels: 'relaxed-simd', threads: 2, threadsReason: null,
     architecture: '3072-50-30-10 with BN', stepsPerEpoch: 500, runs,
     msPerStep: { ...spread(runs.map((r) => r.msPerStep.median)), p10: 0.9, p90: 1.4 },
     epochSeconds: spread(runs.map((r) => r.epochSeconds)),
@@ -104,7 +109,11 @@ describe('bnmlp bench', () => {
     // Inference: higher is better, so the best setting is the one with the most samples/s.
     expect(x.inferenceBest).toMatchObject({ threads: 2 });
     expect(x.inferenceBest!.ratio.runs).toEqual([100_000 / 120_000, 90_000 / 110_000, 95_000 / 100_000]);
-    expect(r.peer.settings.map((s) => s.peakRssBytes)).toEqual([800 * 2 ** 20, 800 * 2 ** 20]);
+    // One core: the setting with OpenBLAS on 1 thread, never the issue's "1 thread".
+    expect(x.step1Core!.runs).toEqual([1.0 / 2.2, 1.2 / 2.6, 1.1 / 2.4]);
+    expect(x.inference1Core!.runs).toEqual([100_000 / 50_000, 90_000 / 40_000, 95_000 / 45_000]);
+    expect(r.peer.settings.map((s) => [s.threads, s.blasThreads, s.blasRan])).toEqual([[1, 0, 2], [2, 0, 2], [1, 1, 1]]);
+    expect(r.peer.settings.map((s) => s.peakRssBytes)).toEqual([800 * 2 ** 20, 800 * 2 ** 20, 800 * 2 ** 20]);
   });
 
   test('the summary of a fixed result: backend with threads, medians with ranges, every ratio with its target', () => {
@@ -115,8 +124,10 @@ describe('bnmlp bench', () => {
     expect(text).toContain('epoch:              0.58 s (0.55–0.60 s)');
     expect(text).toContain('inference:          95,000 samples/s (90,000–100,000) over 10000 samples, chunks of 1000, median of 5');
     expect(text).toContain('pytorch peer:       torch 1.13.0, scripts/torch_peer.py --mode epoch');
-    expect(text).toMatch(/ {2}1 thread: +1\.600 ms\/step \(1\.500–2\.000\), 0\.85 s\/epoch \(0\.80–1\.00 s\), 82,000 samples\/s inference, peak RSS 800 MiB/);
-    expect(text).toMatch(/ {2}2 threads: +1\.000 ms\/step/);
+    expect(text).toMatch(/ {2}1 thread \(OpenBLAS 2\): +1\.600 ms\/step \(1\.500–2\.000\), 0\.85 s\/epoch \(0\.80–1\.00 s\), 82,000 samples\/s inference, peak RSS 800 MiB/);
+    expect(text).toMatch(/ {2}2 threads \(OpenBLAS 2\): +1\.000 ms\/step/);
+    expect(text).toMatch(/ {2}1 thread, OpenBLAS 1: +2\.400 ms\/step/);
+    expect(text).toContain(`ratio, one core:    train step ${formatRatio(ratioSpread([1.0, 1.2, 1.1], [2.2, 2.6, 2.4]))} PyTorch's on 1 thread with OpenBLAS on 1, inference ${formatRatio(ratioSpread([100_000, 90_000, 95_000], [50_000, 40_000, 45_000]))} its samples/s (ours on 2 threads)`);
     expect(text).toContain(`ratio, train step:  ${formatRatio(ratioSpread([1.0, 1.2, 1.1], [2.0, 1.5, 1.6]))} PyTorch's on 1 thread (target ≤ 0.75); ${formatRatio(ratioSpread([1.0, 1.2, 1.1], [1.0, 1.1, 0.9]))} PyTorch's best (2 threads; target ≤ 1)`);
     expect(text).toMatch(/ratio, epoch: +[\d.]+× \([\d.]+–[\d.]+\) PyTorch's best \(2 threads\); [\d.]+× \([\d.]+–[\d.]+\) on 1 thread/);
     expect(text).toMatch(/ratio, inference: +0\.83× \(0\.82–0\.95\) PyTorch's samples\/s at its best \(2 threads; target ≥ 1\); higher is better/);

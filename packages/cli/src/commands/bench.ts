@@ -7,7 +7,7 @@ import { MiniBatcher } from '@bnmlp/trainer';
 import { CliArgumentError, quote } from '../errors.js';
 import { formatFlags, parseFlags, type FlagSpec } from '../options.js';
 import { CLASSES, INPUT_DIM, formatRange, formatRatio, mib, quantile, ratioSpread, spread, syntheticSet, type Spread } from './bench-common.js';
-import { isSkipped, PEER_SCRIPT, PEER_THREADS, peerEpoch, type PeerEpoch, type Skipped } from './bench-peer.js';
+import { isSkipped, PEER_SCRIPT, PEER_SETTINGS, peerEpoch, peerThreadsLabel, type PeerEpoch, type PeerThreads, type Skipped } from './bench-peer.js';
 import { DEFAULT_SWEEP_OPTIONS, formatBackend, formatSweep, runSweep, writeSweep } from './bench-sweep.js';
 import { formatTrainerBench, runTrainerBench } from './bench-trainer.js';
 import { formatSearchBench, runSearchBench } from './bench-search.js';
@@ -18,8 +18,8 @@ export { syntheticSet } from './bench-common.js';
 /*
 `bnmlp bench`: the speed of one training epoch of the report's network (3072-50-30-10 with BN,
 batch 100) on 50,000 CIFAR-shaped samples, and of inference, beside the PyTorch peer
-(packages/cli/scripts/torch_peer.py --mode epoch, on 1 and on 2 threads) measured in the same
-run. Figures, not a test: machines are noisy, so each repeat measures ours and then the peer on
+(packages/cli/scripts/torch_peer.py --mode epoch, on 1 and on 2 threads as the shared script sets
+them, and on one core: 1 thread with OpenBLAS's own pool on 1) measured in the same run. Figures, not a test: machines are noisy, so each repeat measures ours and then the peer on
 each thread setting, and the ratios pair the figures of one repeat; medians and min–max ranges.
 
 A step is timed from gathering its batch to the end of the in-place update (PyTorch's X[idx]
@@ -78,8 +78,9 @@ export interface BenchRun {
 }
 
 /** The peer on one thread setting, every repeat. */
-export interface PeerSetting {
-  readonly threads: number;
+export interface PeerSetting extends PeerThreads {
+  /** What OpenBLAS ran with (its default when blasThreads is 0), as the peer reported it. */
+  readonly blasRan: number | null;
   readonly runs: readonly PeerEpoch[];
   /** Median step (ms_per_step_median). */
   readonly msPerStep: Spread;
@@ -89,8 +90,7 @@ export interface PeerSetting {
 }
 
 /** Ours against one of the peer's thread settings, repeat by repeat. */
-export interface PeerRatio {
-  readonly threads: number;
+export interface PeerRatio extends PeerThreads {
   readonly ratio: Spread;
 }
 
@@ -108,12 +108,16 @@ export interface PeerComparison {
     readonly epoch1Thread: Spread;
     /** Our inference throughput ÷ the peer's on its faster setting (higher is better; target ≥ 1). */
     readonly inferenceBest: PeerRatio | null;
+    /** Our step and inference ÷ the peer's on one core (1 thread, OpenBLAS on 1), when measured. */
+    readonly step1Core: Spread | null;
+    readonly inference1Core: Spread | null;
   };
 }
 
 export interface BenchResult {
   readonly format: 'bnmlp-bench';
-  readonly version: 2;
+  /** 3: the peer's settings name OpenBLAS's threads too. */
+  readonly version: 3;
   readonly options: BenchOptions;
   readonly backend: BackendName;
   /** The wasm kernel build that ran, or null (tfjs ops: kernels off, or another backend). */
@@ -138,18 +142,21 @@ function bestSetting<T>(settings: readonly T[], value: (s: T) => number, higher 
 }
 
 /** The peer's settings and our ratios to them, from ours and the peer's runs (one per repeat each). */
-export function comparePeer(ours: readonly BenchRun[], peerRuns: ReadonlyMap<number, readonly PeerEpoch[]>): PeerComparison {
-  const settings: PeerSetting[] = [...peerRuns.entries()].map(([threads, runs]) => {
+export function comparePeer(ours: readonly BenchRun[], peerRuns: ReadonlyMap<PeerThreads, readonly PeerEpoch[]>): PeerComparison {
+  const settings: PeerSetting[] = [...peerRuns.entries()].map(([{ threads, blasThreads }, runs]) => {
     const evals = runs.map((p) => p.evalSamplesPerSecond);
     return {
-      threads, runs,
+      threads, blasThreads, runs, blasRan: runs[0]?.blasThreads ?? null,
       msPerStep: spread(runs.map((p) => p.msPerStepMedian)),
       epochSeconds: spread(runs.map((p) => p.epochSeconds)),
       evalSamplesPerSecond: evals.every((e): e is number => e !== null) ? spread(evals) : null,
       peakRssBytes: runs.reduce<number | null>((m, p) => (p.peakRssBytes === null ? m : Math.max(m ?? 0, p.peakRssBytes)), null),
     };
   });
-  const one = settings.find((s) => s.threads === 1) ?? settings[0];
+  // The shared script's "1 thread" (OpenBLAS left at its default), as the issue's targets use it.
+  const one = settings.find((s) => s.threads === 1 && s.blasThreads === 0) ?? settings[0];
+  const oneCore = settings.find((s) => s.threads === 1 && s.blasThreads === 1) ?? null;
+  const named = (s: PeerSetting) => ({ threads: s.threads, blasThreads: s.blasThreads });
   const oursStep = ours.map((r) => r.msPerStep.median);
   const oursEpoch = ours.map((r) => r.epochSeconds);
   const oursInference = ours.map((r) => r.inferenceSamplesPerSecond);
@@ -163,10 +170,12 @@ export function comparePeer(ours: readonly BenchRun[], peerRuns: ReadonlyMap<num
     settings,
     ratios: {
       step1Thread: ratioSpread(oursStep, one.msPerStep.runs),
-      stepBest: { threads: bestStep.threads, ratio: ratioSpread(oursStep, bestStep.msPerStep.runs) },
-      epochBest: { threads: bestEpoch.threads, ratio: ratioSpread(oursEpoch, bestEpoch.epochSeconds.runs) },
+      stepBest: { ...named(bestStep), ratio: ratioSpread(oursStep, bestStep.msPerStep.runs) },
+      epochBest: { ...named(bestEpoch), ratio: ratioSpread(oursEpoch, bestEpoch.epochSeconds.runs) },
       epoch1Thread: ratioSpread(oursEpoch, one.epochSeconds.runs),
-      inferenceBest: bestEval ? { threads: bestEval.threads, ratio: ratioSpread(oursInference, bestEval.evalSamplesPerSecond!.runs) } : null,
+      inferenceBest: bestEval ? { ...named(bestEval), ratio: ratioSpread(oursInference, bestEval.evalSamplesPerSecond!.runs) } : null,
+      step1Core: oneCore ? ratioSpread(oursStep, oneCore.msPerStep.runs) : null,
+      inference1Core: oneCore?.evalSamplesPerSecond ? ratioSpread(oursInference, oneCore.evalSamplesPerSecond.runs) : null,
     },
   };
 }
@@ -193,7 +202,7 @@ export async function runBench(options: BenchOptions, onProgress: (message: stri
   const inferenceSet = { rows, cols: INPUT_DIM, data: set.x.data.subarray(0, rows * INPUT_DIM) };
   const runs: BenchRun[] = [];
   const allSteps: number[] = [];
-  const peerRuns = new Map<number, PeerEpoch[]>(PEER_THREADS.map((t) => [t, []]));
+  const peerRuns = new Map<PeerThreads, PeerEpoch[]>(PEER_SETTINGS.map((t) => [t, []]));
   let peerSkip: Skipped | null = options.torch === 'off' ? { skipped: 'disabled (--torch off)' } : null;
   try {
     for (let r = 0; r < options.repeat; r++) {
@@ -233,15 +242,15 @@ export async function runBench(options: BenchOptions, onProgress: (message: stri
         epochSeconds: quantile([...epochSeconds].sort((a, b) => a - b), 0.5),
         inferenceSamplesPerSecond: rows / quantile([...inferenceSeconds].sort((a, b) => a - b), 0.5),
       });
-      for (const threads of PEER_THREADS) {
+      for (const setting of PEER_SETTINGS) {
         if (peerSkip) break;
-        onProgress(`${label}PyTorch peer on ${threads} thread(s)`);
+        onProgress(`${label}PyTorch peer on ${peerThreadsLabel(setting)}`);
         const peer = peerEpoch({
-          threads, hidden: options.hidden, batch: options.batch, samples: options.samples, epochs: options.epochs,
+          threads: setting.threads, blasThreads: setting.blasThreads, hidden: options.hidden, batch: options.batch, samples: options.samples, epochs: options.epochs,
           evalSamples: rows, evalBatch: INFERENCE_CHUNK, seed: options.seed + r,
         });
         if (isSkipped(peer)) peerSkip = peer;
-        else peerRuns.get(threads)!.push(peer);
+        else peerRuns.get(setting)!.push(peer);
       }
     }
     const peakRssBytes = process.resourceUsage().maxRSS * 1024;
@@ -250,7 +259,7 @@ export async function runBench(options: BenchOptions, onProgress: (message: stri
     const onWasm = backend === 'wasm' && status.variant !== null;
     return {
       format: 'bnmlp-bench',
-      version: 2,
+      version: 3,
       options,
       backend,
       wasmKernels: backend === 'wasm' ? status.variant : null,
@@ -273,7 +282,6 @@ export async function runBench(options: BenchOptions, onProgress: (message: stri
 }
 
 const rate = (samplesPerSecond: number) => Math.round(samplesPerSecond).toLocaleString('en-US');
-const threadsLabel = (threads: number) => `${threads} thread${threads === 1 ? '' : 's'}`;
 
 export function formatBench(r: BenchResult): string {
   const o = r.options;
@@ -290,22 +298,30 @@ export function formatBench(r: BenchResult): string {
   if (isSkipped(r.peer)) lines.push(`pytorch peer:       skipped: ${r.peer.skipped}`);
   else {
     const p = r.peer;
-    lines.push(`pytorch peer:       torch ${p.version}, scripts/torch_peer.py --mode epoch (same data shapes, steps and inference chunks), on ${PEER_THREADS.join(' and ')} threads`);
+    lines.push(
+      `pytorch peer:       torch ${p.version}, scripts/torch_peer.py --mode epoch (same data shapes, steps and inference chunks), on each setting of torch's threads` +
+        ` and OpenBLAS's (which multiplies on every core unless set: "1 thread" alone is not one core)`,
+    );
     for (const s of p.settings) {
       const evals = s.evalSamplesPerSecond;
       lines.push(
-        `  ${`${threadsLabel(s.threads)}:`.padEnd(18)}${s.msPerStep.median.toFixed(3)} ms/step${formatRange(s.msPerStep, 3)}, ${s.epochSeconds.median.toFixed(2)} s/epoch${formatRange(s.epochSeconds, 2, ' s')}` +
+        `  ${`${peerThreadsLabel(s, s.blasRan)}:`.padEnd(24)}${s.msPerStep.median.toFixed(3)} ms/step${formatRange(s.msPerStep, 3)}, ${s.epochSeconds.median.toFixed(2)} s/epoch${formatRange(s.epochSeconds, 2, ' s')}` +
           `${evals ? `, ${rate(evals.median)} samples/s inference` : ''}${s.peakRssBytes ? `, peak RSS ${mib(s.peakRssBytes)}` : ''}`,
       );
     }
     const x = p.ratios;
     lines.push(
-      `ratio, train step:  ${formatRatio(x.step1Thread)} PyTorch's on 1 thread (target ≤ 0.75); ${formatRatio(x.stepBest.ratio)} PyTorch's best (${threadsLabel(x.stepBest.threads)}; target ≤ 1); lower is better`,
-      `ratio, epoch:       ${formatRatio(x.epochBest.ratio)} PyTorch's best (${threadsLabel(x.epochBest.threads)}); ${formatRatio(x.epoch1Thread)} on 1 thread`,
+      `ratio, train step:  ${formatRatio(x.step1Thread)} PyTorch's on 1 thread (target ≤ 0.75); ${formatRatio(x.stepBest.ratio)} PyTorch's best (${peerThreadsLabel(x.stepBest)}; target ≤ 1); lower is better`,
+      `ratio, epoch:       ${formatRatio(x.epochBest.ratio)} PyTorch's best (${peerThreadsLabel(x.epochBest)}); ${formatRatio(x.epoch1Thread)} on 1 thread`,
       x.inferenceBest
-        ? `ratio, inference:   ${formatRatio(x.inferenceBest.ratio)} PyTorch's samples/s at its best (${threadsLabel(x.inferenceBest.threads)}; target ≥ 1); higher is better`
+        ? `ratio, inference:   ${formatRatio(x.inferenceBest.ratio)} PyTorch's samples/s at its best (${peerThreadsLabel(x.inferenceBest)}; target ≥ 1); higher is better`
         : 'ratio, inference:   — (the peer measured no inference)',
     );
+    if (x.step1Core)
+      lines.push(
+        `ratio, one core:    train step ${formatRatio(x.step1Core)} PyTorch's on 1 thread with OpenBLAS on 1` +
+          `${x.inference1Core ? `, inference ${formatRatio(x.inference1Core)} its samples/s` : ''} (ours on ${r.threads} thread${r.threads === 1 ? '' : 's'})`,
+      );
   }
   return `${lines.join('\n')}\n`;
 }
@@ -423,10 +439,12 @@ export function benchHelp(): string {
     'Times training (ms per step, seconds per epoch) and inference (samples/s) of the report network',
     'on generated CIFAR-shaped data, reports the backend (with our kernels\' thread count) and peak',
     'RSS, and runs the PyTorch peer in the same run: packages/cli/scripts/torch_peer.py (shipped',
-    'with the CLI) under /usr/bin/python3, on 1 and on 2 threads, --repeat times interleaved with',
-    'ours. It prints our train step ÷ PyTorch\'s on 1 thread and on its faster setting, our epoch ÷',
-    'its epoch, and our inference samples/s ÷ its model.eval() + torch.no_grad() samples/s (same',
-    'chunks of 1000), as medians with min–max ranges over the repeats. Figures vary with machine',
+    'with the CLI) under /usr/bin/python3, on 1 and on 2 threads (torch.set_num_threads, as the',
+    'shared peer script) and on one core (1 thread, OpenBLAS\'s pool on 1 too: it multiplies on every',
+    'core otherwise), --repeat times interleaved with ours. It prints our train step ÷ PyTorch\'s on',
+    '1 thread and on its fastest setting, our epoch ÷ its epoch, our inference samples/s ÷ its',
+    'model.eval() + torch.no_grad() samples/s (same chunks of 1000), and our step and inference',
+    'against one core, as medians with min–max ranges over the repeats. Figures vary with machine',
     'load: compare ratios within one run.',
     '',
     'The trainer suite adds: reading and standardising a full-size CIFAR-10 binary set (60,000',
