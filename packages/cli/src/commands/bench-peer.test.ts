@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { isSkipped, parsePeerEpoch, parsePeerPeak, parsePeerSteps, PEER_SCRIPT, peerEpochArgs, peerStepsArgs, PYTHON, runPeerScript } from './bench-peer.js';
+import { isSkipped, parsePeerEpoch, parsePeerPeak, parsePeerSteps, PEER_SCRIPT, PEER_SETTINGS, peerEpochArgs, peerStepsArgs, PYTHON, runPeerScript } from './bench-peer.js';
 import { compareTrainerPeer, formatTrainerPeer } from './bench-trainer.js';
 
 // The peer itself runs only where /usr/bin/python3 has torch (CI does not install it).
@@ -34,7 +34,8 @@ describe('the PyTorch peer script', () => {
     // The shared script's line (no median step, no inference): its mean step stands in.
     expect(parsePeerEpoch({ peer: 'pytorch', version: 'x', threads: 1, ms_per_step: 1.6, epoch_s: 0.8 })).toMatchObject({ msPerStepMedian: 1.6, evalSamplesPerSecond: null, peakRssBytes: null, blasThreads: null });
     expect(parsePeerSteps({ version: 'x', threads: 2, batch: 32, hidden: [50, 30], steps: 10, ms_per_step: 0.7, maxrss_kb: 2 })).toEqual({ version: 'x', threads: 2, batch: 32, hidden: [50, 30], steps: 10, msPerStep: 0.7, peakRssBytes: 2048 });
-    expect(parsePeerPeak({ version: 'x', threads: 2, size: 2048, gflops: 80.5 })).toEqual({ version: 'x', threads: 2, size: 2048, gflops: 80.5 });
+    expect(parsePeerPeak({ version: 'x', threads: 2, blas_threads: 2, size: 2048, gflops: 80.5 })).toEqual({ version: 'x', threads: 2, blasThreads: 0, blasRan: 2, size: 2048, gflops: 80.5 });
+    expect(parsePeerPeak({ version: 'x', threads: 1, size: 64, gflops: 1 }, 1)).toMatchObject({ blasThreads: 1, blasRan: null });
   });
 
   test('a missing python or script is a skip with the reason, not an error', () => {
@@ -44,12 +45,17 @@ describe('the PyTorch peer script', () => {
 
   test('the trainer epoch beside PyTorch’s: ratios to its faster setting and to 1 thread', () => {
     const run = (threads: number, epochSeconds: number) => ({ peer: 'pytorch' as const, version: '1.13.0', threads, blasThreads: 2, msPerStep: 1, msPerStepMedian: 1, epochSeconds, evalSamplesPerSecond: null, peakRssBytes: null });
-    const p = compareTrainerPeer([1.2, 1.3, 1.25], new Map([[1, [run(1, 1.0), run(1, 1.1), run(1, 1.05)]], [2, [run(2, 0.8), run(2, 0.9), run(2, 0.7)]]]));
-    expect(p.ratioBest.threads).toBe(2);
+    const [oneThread, twoThreads, oneCore] = PEER_SETTINGS;
+    const p = compareTrainerPeer([1.2, 1.3, 1.25], new Map([
+      [oneThread, [run(1, 1.0), run(1, 1.1), run(1, 1.05)]], [twoThreads, [run(2, 0.8), run(2, 0.9), run(2, 0.7)]], [oneCore, [run(1, 0.95), run(1, 1.0), run(1, 0.9)]],
+    ]));
+    expect(p.ratioBest).toMatchObject({ threads: 2, blasThreads: 0 });
     expect(p.ratioBest.ratio.runs).toEqual([1.2 / 0.8, 1.3 / 0.9, 1.25 / 0.7]);
     expect(p.ratio1Thread.runs).toEqual([1.2 / 1.0, 1.3 / 1.1, 1.25 / 1.05]);
     const line = formatTrainerPeer({ pytorch: p, stepsPerEpoch: 500, trainerEpochSeconds: 1.25 })!;
-    expect(line).toMatch(/^trainer: epoch ÷ PyTorch 1\.13\.0's epoch \(shuffle, gather, 500 steps\): 1\.50× \(1\.44–1\.79\) its best \(2 threads; target ≤ 0\.8\), 1\.19× \(1\.18–1\.20\) on 1 thread; PyTorch 1\.05 s on 1 thread, 0\.80 s on 2 threads$/);
+    expect(line).toMatch(
+      /^trainer: epoch ÷ PyTorch 1\.13\.0's epoch \(shuffle, gather, 500 steps\): 1\.50× \(1\.44–1\.79\) its best \(2 threads; target ≤ 0\.8\), 1\.19× \(1\.18–1\.20\) on 1 thread; PyTorch 1\.05 s on 1 thread \(OpenBLAS 2\), 0\.80 s on 2 threads \(OpenBLAS 2\), 0\.95 s on 1 thread, OpenBLAS 1$/,
+    );
     expect(formatTrainerPeer({ pytorch: { skipped: 'no torch' }, stepsPerEpoch: 500, trainerEpochSeconds: 1 })).toBe("trainer: PyTorch's epoch: skipped: no torch");
     expect(formatTrainerPeer({ pytorch: null, stepsPerEpoch: 500, trainerEpochSeconds: 1 })).toBeNull();
   });

@@ -206,16 +206,24 @@ export function peerSteps(options: PeerStepsOptions): PeerStepsResult[] | Skippe
 export interface PeerPeak {
   readonly version: string;
   readonly threads: number;
+  /** The setting asked for: OpenBLAS's threads (0: its default). */
+  readonly blasThreads: number;
+  /** What OpenBLAS ran with, as reported (null: not OpenBLAS). */
+  readonly blasRan: number | null;
   readonly size: number;
   readonly gflops: number;
 }
 
-export function parsePeerPeak(line: Record<string, unknown>): PeerPeak {
-  return { version: String(line.version), threads: Number(line.threads), size: Number(line.size), gflops: Number(line.gflops) };
+export function parsePeerPeak(line: Record<string, unknown>, blasThreads = 0): PeerPeak {
+  return {
+    version: String(line.version), threads: Number(line.threads), blasThreads, blasRan: typeof line.blas_threads === 'number' ? line.blas_threads : null,
+    size: Number(line.size), gflops: Number(line.gflops),
+  };
 }
 
-/** PyTorch sgemm size³ GFLOP/s (median of 5) on `threads` threads. */
-export function peerPeak(threads: number, size = 2048): PeerPeak | Skipped {
-  const out = runPeerScript(['--mode', 'peak', '--threads', String(threads), '--size', String(size)]);
-  return isSkipped(out) ? out : parsePeerPeak(out[0]);
+/** PyTorch sgemm size³ GFLOP/s (median of 5) on a thread setting. */
+export function peerPeak(setting: PeerThreads, size = 2048): PeerPeak | Skipped {
+  const blas = setting.blasThreads ? ['--blas-threads', String(setting.blasThreads)] : [];
+  const out = runPeerScript(['--mode', 'peak', '--threads', String(setting.threads), ...blas, '--size', String(size)]);
+  return isSkipped(out) ? out : parsePeerPeak(out[0], setting.blasThreads);
 }

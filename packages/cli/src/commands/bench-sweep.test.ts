@@ -6,7 +6,7 @@ import { pngSize } from '../report/render.js';
 import { sweepFigure } from '../report/sweep-figure.js';
 import { ratioSpread, spread } from './bench-common.js';
 import {
-  DEFAULT_SWEEP_OPTIONS, nativeFloatLanes, FLOP_FORMULA, formatBackend, formatSweep, runSweep, sweepFigurePoints, timedSteps, trainStepFlops, writeSweep,
+  DEFAULT_SWEEP_OPTIONS, nativeFloatLanes, FLOP_FORMULA, formatBackend, formatSweep, runSweep, sweepFigurePoints, timedSteps, trainStepFlops, wasmSimdCeiling, writeSweep,
   type SweepOptions, type SweepResult, type SweepRow,
 } from './bench-sweep.js';
 
@@ -68,18 +68,30 @@ function fakeSweep(): SweepResult {
     peer: { script: '/x/torch_peer.py', version: '1.13.0' },
     peak: {
       version: '1.13.0', size: 2048, machineGflops: 80, machineThreads: 2, nativeLanes: 8, kernelThreads: 2, wasmSimdCeilingGflops: 40,
-      settings: [{ version: '1.13.0', threads: 1, size: 2048, gflops: 45 }, { version: '1.13.0', threads: 2, size: 2048, gflops: 80 }],
+      settings: [
+        { version: '1.13.0', threads: 1, blasThreads: 0, blasRan: 2, size: 2048, gflops: 78 },
+        { version: '1.13.0', threads: 2, blasThreads: 0, blasRan: 2, size: 2048, gflops: 80 },
+        { version: '1.13.0', threads: 1, blasThreads: 1, blasRan: 1, size: 2048, gflops: 45 },
+      ],
     },
     rows: [row(32, [50, 30], [0.5, 0.6, 0.55], [0.7, 0.72, 0.71], [0.8, 0.9, 0.85], 80), row(500, [2000, 1000], [600, 620, 610], [500, 510, 505], [300, 320, 310], 80)],
     seconds: 150,
   };
 }
 
+test("the wasm ceiling is 4/lanes of one core's sgemm (OpenBLAS on 1 thread, not torch's 1 thread alone) × our threads", () => {
+  const peak = (threads: number, blasThreads: number, gflops: number) => ({ version: 'x', threads, blasThreads, blasRan: blasThreads || 2, size: 2048, gflops });
+  expect(wasmSimdCeiling([peak(1, 0, 120), peak(2, 0, 110), peak(1, 1, 66)], 8, 2)).toBe(66);
+  expect(wasmSimdCeiling([peak(1, 0, 120), peak(2, 0, 110)], 8, 2)).toBe(120);
+});
+
 describe('the sweep’s summary', () => {
   test('a fixed result: the table of ms/step side by side with the ratio and GFLOP/s with the share of the machine peak', () => {
     const text = formatSweep(fakeSweep());
     expect(text).toContain('backend:      wasm (kernels: relaxed-simd, 2 threads)');
-    expect(text).toContain('machine peak: 80.0 GFLOP/s = the larger of PyTorch sgemm 2048³ on 1 thread 45.0, 2 threads 80.0 GFLOP/s (measured in this run)');
+    expect(text).toContain(
+      'machine peak: 80.0 GFLOP/s = the largest of PyTorch sgemm 2048³ on 1 thread (OpenBLAS 2) 78.0, 2 threads (OpenBLAS 2) 80.0, 1 thread, OpenBLAS 1 45.0 GFLOP/s (measured in this run)',
+    );
     expect(text).toContain("this CPU's widest vectors 8 (/proc/cpuinfo), so bnmlp's kernels can reach about 4/8 of one core's sgemm × 2 threads ≈ 40.0 GFLOP/s (50% of the machine peak)");
     expect(text).toContain(`FLOP:         ${FLOP_FORMULA}`);
     const lines = text.split('\n');

@@ -10,7 +10,7 @@ import { writeFigure, type FigurePaths } from '../report/render.js';
 import { sweepFigure } from '../report/sweep-figure.js';
 import { formatTable } from '../table.js';
 import { CLASSES, INPUT_DIM, median, ratioSpread, spread, syntheticSet, type Spread } from './bench-common.js';
-import { isSkipped, PEER_SCRIPT, PEER_THREADS, peerPeak, peerSteps, type PeerPeak, type PeerStepsRow, type Skipped } from './bench-peer.js';
+import { isSkipped, PEER_SCRIPT, PEER_SETTINGS, PEER_THREADS, peerPeak, peerSteps, peerThreadsLabel, type PeerPeak, type PeerStepsRow, type Skipped } from './bench-peer.js';
 
 /*
 `bnmlp bench --sweep`: how the cost of a train step grows with the batch and the widths. ms per
@@ -115,16 +115,27 @@ export interface SweepRow {
 export interface SweepPeak {
   readonly version: string;
   readonly size: number;
-  /** GFLOP/s by thread count. */
+  /** GFLOP/s by thread setting (PEER_SETTINGS: 1 and 2 threads with OpenBLAS at its default, and one core). */
   readonly settings: readonly PeerPeak[];
   /** The larger: the machine peak every fraction is of. */
   readonly machineGflops: number;
   readonly machineThreads: number;
   /** This CPU's widest float vector in lanes (16 with AVX-512, 8 with AVX2, else 4), from /proc/cpuinfo. */
   readonly nativeLanes: number;
-  /** wasm SIMD-128 has 4 lanes: 4/nativeLanes of one core's sgemm, times our kernel threads. */
+  /** wasm SIMD-128 has 4 lanes: 4/nativeLanes of one core's sgemm (OpenBLAS on 1 thread), times our kernel threads. */
   readonly wasmSimdCeilingGflops: number;
   readonly kernelThreads: number;
+}
+
+/**
+ * What wasm SIMD-128 can reach: 4/nativeLanes of one core's sgemm, times our kernel threads. One
+ * core is the setting with OpenBLAS on 1 thread: torch's "1 thread" alone still multiplies on
+ * every core (without that setting, the fastest's GFLOP/s per torch thread stands in).
+ */
+export function wasmSimdCeiling(settings: readonly PeerPeak[], nativeLanes: number, kernelThreads: number): number {
+  const best = settings.reduce((a, b) => (b.gflops > a.gflops ? b : a));
+  const oneCore = settings.find((s) => s.threads === 1 && s.blasThreads === 1)?.gflops ?? best.gflops / best.threads;
+  return (4 / nativeLanes) * oneCore * kernelThreads;
 }
 
 /** The widest float vector of this CPU in 32-bit lanes, read from /proc/cpuinfo's flags (4 when unknown). */
@@ -215,9 +226,9 @@ export async function runSweep(o: SweepOptions, onProgress: (message: string) =>
   let peak: SweepPeak | Skipped = peerSkip ?? { skipped: 'not measured' };
   if (!peerSkip) {
     const settings: PeerPeak[] = [];
-    for (const threads of PEER_THREADS) {
-      onProgress(`machine peak: PyTorch sgemm ${o.peakSize}³ on ${threads} thread(s)`);
-      const measured = peerPeak(threads, o.peakSize);
+    for (const setting of PEER_SETTINGS) {
+      onProgress(`machine peak: PyTorch sgemm ${o.peakSize}³ on ${peerThreadsLabel(setting)}`);
+      const measured = peerPeak(setting, o.peakSize);
       if (isSkipped(measured)) {
         peerSkip = measured;
         break;
@@ -227,12 +238,11 @@ export async function runSweep(o: SweepOptions, onProgress: (message: string) =>
     if (peerSkip) peak = peerSkip;
     else {
       const best = settings.reduce((a, b) => (b.gflops > a.gflops ? b : a));
-      const oneCore = settings.find((s) => s.threads === 1)?.gflops ?? best.gflops / best.threads;
       const nativeLanes = nativeFloatLanes();
       const kernelThreads = wasmKernelStatus().threads;
       peak = {
         version: settings[0].version, size: o.peakSize, settings, machineGflops: best.gflops, machineThreads: best.threads,
-        nativeLanes, kernelThreads, wasmSimdCeilingGflops: (4 / nativeLanes) * oneCore * kernelThreads,
+        nativeLanes, kernelThreads, wasmSimdCeilingGflops: wasmSimdCeiling(settings, nativeLanes, kernelThreads),
       };
     }
   }
@@ -313,14 +323,14 @@ export function formatSweep(r: SweepResult): string {
   const lines = [
     `bnmlp bench --sweep: ${o.inputDim}-hidden-${CLASSES} with BN, SGD momentum 0.9, λ 1e-4; each step gathers a batch of random rows of ${o.samples.toLocaleString('en-US')} generated samples`,
     `backend:      ${formatBackend(r.backend, r.wasmKernels, r.threads, r.threadsReason)}`,
-    `pytorch peer: ${isSkipped(r.peer) ? `skipped: ${r.peer.skipped}` : `torch ${r.peer.version} (scripts/torch_peer.py --mode steps, on ${PEER_THREADS.join(' and ')} threads; the faster by median is compared, its thread count in brackets)`}`,
+    `pytorch peer: ${isSkipped(r.peer) ? `skipped: ${r.peer.skipped}` : `torch ${r.peer.version} (scripts/torch_peer.py --mode steps, on ${PEER_THREADS.join(' and ')} threads, OpenBLAS's own pool at its default as in the shared script; the faster by median is compared, its thread count in brackets)`}`,
     `steps:        per row, ${o.minSteps}–${o.maxSteps} timed steps (about ${o.targetSeconds} s by our warm-up's estimate) after ≥ ${o.warmupSeconds} s of warm-up, the same on both sides; ${o.repeat} repeat${o.repeat === 1 ? '' : 's'}, medians${o.repeat > 1 ? ', ratio ranges min–max' : ''}`,
   ];
   if (isSkipped(r.peak)) lines.push(`machine peak: not measured (${r.peak.skipped})`);
   else {
     const p = r.peak;
     lines.push(
-      `machine peak: ${p.machineGflops.toFixed(1)} GFLOP/s = the larger of PyTorch sgemm ${p.size}³ on ${p.settings.map((s) => `${s.threads} thread${s.threads === 1 ? '' : 's'} ${s.gflops.toFixed(1)}`).join(', ')} GFLOP/s (measured in this run); "% peak" is of it`,
+      `machine peak: ${p.machineGflops.toFixed(1)} GFLOP/s = the largest of PyTorch sgemm ${p.size}³ on ${p.settings.map((s) => `${peerThreadsLabel(s, s.blasRan)} ${s.gflops.toFixed(1)}`).join(', ')} GFLOP/s (measured in this run); "% peak" is of it`,
       `wasm ceiling: SIMD-128 has 4 float lanes per instruction, this CPU's widest vectors ${p.nativeLanes} (/proc/cpuinfo), so bnmlp's kernels can reach about 4/${p.nativeLanes} of one core's sgemm × ${p.kernelThreads} thread${p.kernelThreads === 1 ? '' : 's'} ≈ ${p.wasmSimdCeilingGflops.toFixed(1)} GFLOP/s (${((100 * p.wasmSimdCeilingGflops) / p.machineGflops).toFixed(0)}% of the machine peak)`,
     );
   }

@@ -4,14 +4,15 @@ import { join } from 'node:path';
 import { createModel, createMomentumState, disposeModel, disposeMomentumState, trainStep } from '@bnmlp/core';
 import { CIFAR_PIXELS, CIFAR_RECORD_BYTES, MiniBatcher, parseTrainConfig, prepareData, trainNetwork, type PreparedData } from '@bnmlp/trainer';
 import { formatRatio, ratioSpread, spread, type Spread } from './bench-common.js';
-import { isSkipped, PEER_THREADS, type PeerEpoch, type Skipped } from './bench-peer.js';
+import { isSkipped, PEER_SETTINGS, peerThreadsLabel, type PeerEpoch, type PeerThreads, type Skipped } from './bench-peer.js';
 
 /*
 The trainer's figures for `bnmlp bench`: reading and standardising a full-size CIFAR-10 binary set
 (60,000 generated images, the official file sizes), the memory the standardised training split
 holds, and a trainer epoch (shuffle, batch gather, steps, divergence checks; evaluation excluded)
 beside the core's bare train steps over the same data and beside the PyTorch peer's epoch of the
-same shapes (shuffle, gather, steps; on 1 and on 2 threads), interleaved, medians. Figures, not tests.
+same shapes (shuffle, gather, steps; on the core suite's settings: 1 and 2 threads, and one core),
+interleaved, medians. Figures, not tests.
 */
 
 export interface TrainerBenchOptions {
@@ -22,18 +23,18 @@ export interface TrainerBenchOptions {
   /** Records per generated file (10,000 = official). */
   readonly recordsPerFile: number;
   /**
-   * One timed PyTorch epoch of `samples` rows on `threads` threads (bench-peer.ts peerEpoch), run
-   * once per epoch and thread setting, interleaved with ours; null or absent: no peer.
+   * One timed PyTorch epoch of `samples` rows on a thread setting (bench-peer.ts peerEpoch), run
+   * once per epoch and setting of PEER_SETTINGS, interleaved with ours; null or absent: no peer.
    */
-  readonly peer?: ((threads: number, samples: number) => PeerEpoch | Skipped) | null;
+  readonly peer?: ((setting: PeerThreads, samples: number) => PeerEpoch | Skipped) | null;
 }
 
 /** The trainer epoch beside PyTorch's (each thread setting), repeat by repeat. */
 export interface TrainerPeerComparison {
   readonly version: string;
-  readonly settings: ReadonlyArray<{ readonly threads: number; readonly epochSeconds: Spread }>;
-  /** Trainer epoch ÷ PyTorch's epoch on its faster setting (target ≤ 0.8), and on 1 thread. */
-  readonly ratioBest: { readonly threads: number; readonly ratio: Spread };
+  readonly settings: ReadonlyArray<PeerThreads & { readonly blasRan: number | null; readonly epochSeconds: Spread }>;
+  /** Trainer epoch ÷ PyTorch's epoch on its fastest setting (target ≤ 0.8), and on 1 thread (OpenBLAS at its default). */
+  readonly ratioBest: PeerThreads & { readonly ratio: Spread };
   readonly ratio1Thread: Spread;
 }
 
@@ -54,14 +55,16 @@ export interface TrainerBenchResult {
 }
 
 /** Trainer epochs against the peer's, per thread setting (one run of each per repeat). */
-export function compareTrainerPeer(trainerSeconds: readonly number[], peerRuns: ReadonlyMap<number, readonly PeerEpoch[]>): TrainerPeerComparison {
-  const settings = [...peerRuns.entries()].map(([threads, runs]) => ({ threads, epochSeconds: spread(runs.map((r) => r.epochSeconds)) }));
+export function compareTrainerPeer(trainerSeconds: readonly number[], peerRuns: ReadonlyMap<PeerThreads, readonly PeerEpoch[]>): TrainerPeerComparison {
+  const settings = [...peerRuns.entries()].map(([{ threads, blasThreads }, runs]) => ({
+    threads, blasThreads, blasRan: runs[0]?.blasThreads ?? null, epochSeconds: spread(runs.map((r) => r.epochSeconds)),
+  }));
   const best = settings.reduce((a, b) => (b.epochSeconds.median < a.epochSeconds.median ? b : a));
-  const one = settings.find((s) => s.threads === 1) ?? settings[0];
+  const one = settings.find((s) => s.threads === 1 && s.blasThreads === 0) ?? settings[0];
   return {
     version: [...peerRuns.values()][0][0].version,
     settings,
-    ratioBest: { threads: best.threads, ratio: ratioSpread(trainerSeconds, best.epochSeconds.runs) },
+    ratioBest: { threads: best.threads, blasThreads: best.blasThreads, ratio: ratioSpread(trainerSeconds, best.epochSeconds.runs) },
     ratio1Thread: ratioSpread(trainerSeconds, one.epochSeconds.runs),
   };
 }
@@ -139,7 +142,7 @@ export async function runTrainerBench(options: TrainerBenchOptions, onProgress: 
     const preparedArrayBytes = [prepared.train, prepared.validation, prepared.test].reduce((sum, s) => sum + (s ? s.x.data.byteLength + s.labels.byteLength : 0), 0);
     const bare: number[] = [];
     const trainer: number[] = [];
-    const peerRuns = new Map<number, PeerEpoch[]>(PEER_THREADS.map((t) => [t, []]));
+    const peerRuns = new Map<PeerThreads, PeerEpoch[]>(PEER_SETTINGS.map((t) => [t, []]));
     let peerSkip: Skipped | null = null;
     let stepsPerEpoch = 0;
     for (let e = 0; e < options.epochs; e++) {
@@ -150,12 +153,12 @@ export async function runTrainerBench(options: TrainerBenchOptions, onProgress: 
       disposeModel(outcome.model);
       trainer.push(outcome.history[0].stepSeconds);
       stepsPerEpoch = outcome.history[0].steps;
-      for (const threads of PEER_THREADS) {
+      for (const setting of PEER_SETTINGS) {
         if (!options.peer || peerSkip) break;
-        onProgress(`epoch ${e + 1} of ${options.epochs}: PyTorch's epoch on ${threads} thread(s)`);
-        const run = options.peer(threads, prepared.train.x.rows);
+        onProgress(`epoch ${e + 1} of ${options.epochs}: PyTorch's epoch on ${peerThreadsLabel(setting)}`);
+        const run = options.peer(setting, prepared.train.x.rows);
         if (isSkipped(run)) peerSkip = run;
-        else peerRuns.get(threads)!.push(run);
+        else peerRuns.get(setting)!.push(run);
       }
     }
     const bareEpochSeconds = median(bare);
@@ -181,10 +184,9 @@ export function formatTrainerPeer(r: Pick<TrainerBenchResult, 'pytorch' | 'steps
   const p = r.pytorch;
   if (p === null) return null;
   if (isSkipped(p)) return `trainer: PyTorch's epoch: skipped: ${p.skipped}`;
-  const t = (threads: number) => `${threads} thread${threads === 1 ? '' : 's'}`;
   return (
-    `trainer: epoch ÷ PyTorch ${p.version}'s epoch (shuffle, gather, ${r.stepsPerEpoch} steps): ${formatRatio(p.ratioBest.ratio)} its best (${t(p.ratioBest.threads)}; target ≤ 0.8), ` +
-    `${formatRatio(p.ratio1Thread)} on 1 thread; PyTorch ${p.settings.map((s) => `${s.epochSeconds.median.toFixed(2)} s on ${t(s.threads)}`).join(', ')}`
+    `trainer: epoch ÷ PyTorch ${p.version}'s epoch (shuffle, gather, ${r.stepsPerEpoch} steps): ${formatRatio(p.ratioBest.ratio)} its best (${peerThreadsLabel(p.ratioBest)}; target ≤ 0.8), ` +
+    `${formatRatio(p.ratio1Thread)} on 1 thread; PyTorch ${p.settings.map((s) => `${s.epochSeconds.median.toFixed(2)} s on ${peerThreadsLabel(s, s.blasRan)}`).join(', ')}`
   );
 }
 

@@ -492,7 +492,7 @@ export const benchCommand: Command = {
         : await runTrainerBench(
             {
               epochs: Math.max(o.repeat, o.epochs), batch: o.batch, hidden: o.hidden, seed: o.seed, recordsPerFile: 10_000,
-              peer: o.torch === 'off' ? null : (threads, samples) => peerEpoch({ threads, hidden: o.hidden, batch: o.batch, samples, epochs: 1, evalSamples: 0, evalBatch: INFERENCE_CHUNK, seed: o.seed }),
+              peer: o.torch === 'off' ? null : ({ threads, blasThreads }, samples) => peerEpoch({ threads, blasThreads, hidden: o.hidden, batch: o.batch, samples, epochs: 1, evalSamples: 0, evalBatch: INFERENCE_CHUNK, seed: o.seed }),
             },
             context.progress,
           );
