@@ -10,7 +10,7 @@ the parsed result, or `{ skipped: why }` (torch off, no python, no torch, the pe
 */
 
 export const PYTHON = '/usr/bin/python3';
-/** The peer's thread settings of the sweep and the trainer suite (OpenBLAS at its default). */
+/** The thread settings of the sweep's per-row steps (OpenBLAS at its default, as the shared script). */
 export const PEER_THREADS: readonly number[] = [1, 2];
 
 /**
@@ -25,9 +25,9 @@ export interface PeerThreads {
 }
 
 /**
- * The core suite's settings: the shared script's 1 and 2 threads (the issue's "1 thread" and its
- * "best setting" are among these), and one core (1 thread, OpenBLAS on 1). Each is measured; ours
- * is compared with each named one and with the fastest.
+ * The settings of the core and trainer suites and of the sweep's machine peak: the shared
+ * script's 1 and 2 threads (the issue's "1 thread"), and one core (1 thread, OpenBLAS on 1). Each
+ * is measured; ours is compared with "1 thread", with one core and with the fastest.
  */
 export const PEER_SETTINGS: readonly PeerThreads[] = [
   { threads: 1, blasThreads: 0 },
