@@ -47,9 +47,19 @@
   return p;
 }
 
+/** tf.relu's ReLU, x <= 0 ? 0 : x: −0 becomes 0 and NaN passes (so a NaN input still shows in the loss). */
+// @ts-ignore: decorator
+@inline function relu4(p: v128): v128 {
+  return v128.bitselect(f32x4.splat(0), p, f32x4.le(p, f32x4.splat(0)));
+}
+// @ts-ignore: decorator
+@inline function relu1(p: f32): f32 {
+  return p <= 0 ? 0 : p;
+}
+
 /**
  * s[n×d] → batch mean and biased variance (two passes), invStd = 1/sqrt(var + eps),
- * normalized = (s − mean)·invStd, pre = γ·normalized + β (gamma/beta = 0: absent), relu = max(pre, 0).
+ * normalized = (s − mean)·invStd, pre = γ·normalized + β (gamma/beta = 0: absent), relu = relu1(pre).
  * scratch: d float64.
  */
 export function batchNormReluForward(
@@ -88,7 +98,6 @@ export function batchNormReluForward(
     v128.store(invStd + jj, f32x4.div(f32x4.splat(1), f32x4.sqrt(f32x4.add(v, f32x4.splat(eps)))));
   }
   batchStatisticsScalar(s, mean, variance, invStd, scratch, n, d, d4, eps);
-  const zero = f32x4.splat(0);
   for (let i = 0; i < n; i++) {
     const off = <usize>i * row;
     for (let j = 0; j < d4; j += 4) {
@@ -98,7 +107,7 @@ export function batchNormReluForward(
       const p = scaleShift4(x, gamma, beta, jj);
       v128.store(normalized + e, x);
       v128.store(pre + e, p);
-      v128.store(relu + e, v128.and(p, f32x4.gt(p, zero)));
+      v128.store(relu + e, relu4(p));
     }
     for (let j = d4; j < d; j++) {
       const e = off + (<usize>j << 2);
@@ -107,34 +116,33 @@ export function batchNormReluForward(
       const p = scaleShift1(x, gamma, beta, jj);
       store<f32>(normalized + e, x);
       store<f32>(pre + e, p);
-      store<f32>(relu + e, p > 0 ? p : 0);
+      store<f32>(relu + e, relu1(p));
     }
   }
 }
 
 /**
- * Inference-mode BN + ReLU: relu = max(pre, 0) with pre = γ·((s − mean)·invStd) + β, from the
+ * Inference-mode BN + ReLU: relu = relu1(pre) with pre = γ·((s − mean)·invStd) + β, from the
  * running mean and invStd = 1/sqrt(running var + eps) given (gamma/beta = 0: absent). The same
  * float32 operations in the same order as the op-by-op inference forward (network.ts
- * forwardTrace), so the same bits; the ReLU is tf.relu's, x <= 0 ? 0 : x (NaN passes, −0 becomes 0).
+ * forwardTrace), so the same bits (the ReLU is tf.relu's, see relu4).
  */
 export function batchNormReluInference(s: usize, mean: usize, invStd: usize, gamma: usize, beta: usize, relu: usize, n: i32, d: i32): void {
   const row = <usize>d << 2;
   const d4 = d & ~3;
-  const zero = f32x4.splat(0);
   for (let i = 0; i < n; i++) {
     const off = <usize>i * row;
     for (let j = 0; j < d4; j += 4) {
       const e = off + (<usize>j << 2);
       const jj = <usize>j << 2;
       const p = scaleShift4(normalize4(s + e, mean, invStd, jj), gamma, beta, jj);
-      v128.store(relu + e, v128.bitselect(zero, p, f32x4.le(p, zero)));
+      v128.store(relu + e, relu4(p));
     }
     for (let j = d4; j < d; j++) {
       const e = off + (<usize>j << 2);
       const jj = <usize>j << 2;
       const p = scaleShift1(normalize1(s + e, mean, invStd, jj), gamma, beta, jj);
-      store<f32>(relu + e, p <= 0 ? 0 : p);
+      store<f32>(relu + e, relu1(p));
     }
   }
 }

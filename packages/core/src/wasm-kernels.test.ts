@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
 import { CoreArgumentError } from './errors.js';
 import {
-  allowRelaxedSimd, batchNormReluInference, blends, configureKernelThreads, configureWasmKernels, wasmKernelStatus, denseInputGradient, denseMomentumStep, denseScores, denseWeightGradient, kernelExports,
+  allowRelaxedSimd, batchNormReluForward, batchNormReluInference, blends, configureKernelThreads, configureWasmKernels, wasmKernelStatus, denseInputGradient, denseMomentumStep, denseScores, denseWeightGradient, kernelExports,
   momentumSteps, softmaxCrossEntropy, sumOfSquares,
   type WasmKernelVariant, type WasmBackendInternals,
 } from './wasm-kernels.js';
@@ -457,6 +457,44 @@ describe.each(variants)('wasm kernels, %s build', (variant) => {
 
     // Assert
     expect([...fused].map((x) => Object.is(x, -0) ? '-0' : String(x))).toEqual([...opByOp].map((x) => Object.is(x, -0) ? '-0' : String(x)));
+  });
+
+  test("training-mode BN + ReLU's ReLU is tf.relu of its own pre-activation: a NaN score stays NaN (so the loss shows it), −0 becomes 0", () => {
+    // Arrange: d = 6 (4 SIMD lanes, 2 scalar); a NaN in column 1 makes that column's statistics and
+    // every entry of it NaN; column 4 has a −0 pre-activation in row 0 (mean 0, no β).
+    const scores = Float32Array.from([-1, NaN, 1, 2, -1, 3, 1, 0, -1, -2, 1, -3]);
+    const [relu, expected] = tf.tidy(() => {
+      // Act
+      const out = batchNormReluForward(tf.tensor2d(scores, [2, 6]), tf.fill([6], 2) as tf.Tensor1D, null, 1e-5)!;
+      return [out.relu.dataSync(), tf.relu(out.pre).dataSync()];
+    });
+
+    // Assert
+    const show = (xs: ArrayLike<number>) => Array.from(xs, (x) => (Object.is(x, -0) ? '-0' : String(x)));
+    expect(show(relu)).toEqual(show(expected));
+    expect(Number.isNaN(relu[1]) && Number.isNaN(relu[7])).toBe(true);
+  });
+
+  test('predict runs one inference BN + ReLU kernel per hidden layer and no tfjs elementwise kernels over the batch, and leaves no tensor behind', async () => {
+    // Arrange
+    const model = createModel({ inputDim: 7, hiddenDims: [6, 5], classes: 3 }, { seed: 3 });
+    const x = tf.tensor2d(randomMatrix(createPrng(4), 9 * 7, 0), [9, 7]);
+    const tensorsBefore = tf.memory().numTensors;
+
+    // Act
+    const profile = await tf.profile(() => tf.tidy(() => inferenceLogits(model, x)).dispose());
+    const relu = batchNormReluInference(x, model.layers[0].b, model.layers[0].b, 1e-5, null, null)!;
+
+    // Assert: per hidden layer x·W (ours, or XNNPACK's BatchMatMul + Add on simd128), add and rsqrt
+    // on the d running variances, then the kernel; no Sub, Mul or Relu over the batch.
+    const names = profile.kernels.map((kernel) => kernel.name);
+    expect(names.filter((name) => name === 'BnmlpBatchNormReluInference')).toHaveLength(2);
+    expect(names.filter((name) => name === 'Rsqrt')).toHaveLength(2);
+    expect(names.filter((name) => ['Sub', 'Mul', 'Relu', 'Maximum'].includes(name))).toEqual([]);
+    // Outside a tidy, the kernel's invStd is disposed: only its output is new.
+    expect(tf.memory().numTensors).toBe(tensorsBefore + 1);
+    [relu, x].forEach((t) => t.dispose());
+    disposeModel(model);
   });
 
   test("predict's logits (inferenceLogits) are forwardTrace's inference logits, bit for bit, with and without BN", () => {
