@@ -283,6 +283,28 @@ describe.each(backends)('robustness on %s', (backend) => {
       }),
     );
   });
+
+  test('a NaN input shows as a NaN loss, as the reference propagates it, never as a finite one', () => {
+    // Arrange: before 2026-12-02 the wasm BN kernel's ReLU turned NaN into 0, so a NaN input gave
+    // every hidden unit 0 and a finite loss, which a divergence check cannot see.
+    const data = caseData(fc.sample(caseArbitrary({ maxInput: 8, maxWidth: 6, maxBatch: 6, minDepth: 2, maxDepth: 3, batchNorm: true }), { numRuns: 1, seed: 11 })[0]);
+    const x = { ...data.x, data: data.x.data.slice() };
+    x.data[0] = NaN;
+    const model = coreModelOf(data);
+    const state = createMomentumState(model);
+    try {
+      // Act
+      const step = trainStep(model, state, x, data.labels, { lambda: 0, learningRate: 0.1, momentum: 0.9 }, { returnLoss: true });
+      const expected = ref.forward(referenceOf(model), referenceMatrix(x), 'train');
+
+      // Assert
+      expect(Number.isNaN(expected.logits.data[0]), 'the reference propagates the NaN').toBe(true);
+      expect(step.loss).toBeNaN();
+    } finally {
+      disposeMomentumState(state);
+      disposeModel(model);
+    }
+  });
 });
 
 /** Weights, γ, β, b and running averages with few significant bits (multiples of 1/8, |v| ≤ 2), so sums of products are exact in float32. */
