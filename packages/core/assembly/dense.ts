@@ -131,6 +131,8 @@ export function denseForwardPacked(a: usize, packed: usize, bias: usize, out: us
         const kEnd = min(k, k0 + KC);
         const kLen = kEnd - k0;
         const first = k0 == 0;
+        // Packed again for each group of 8 panels (n > 64 only): a read and a write of each value
+        // of x per 64 multiply-adds with it, against an MC × k packed copy that would not stay in L2.
         packRows4(a + <usize>i0 * rowA + (<usize>k0 << 2), rowA, packedA, rows, kLen);
         for (let r = 0; r < rows; r += 4) {
           const pa0 = packedA + ((<usize>r * kLen) << 2);

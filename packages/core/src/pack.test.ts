@@ -1,5 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,6 +33,28 @@ function hasCommand(command: string): boolean {
   return spawnSync(command, ['--version'], { encoding: 'utf8' }).status === 0;
 }
 
+/**
+ * Puts every file under `from` into `to` where it is missing or differs, each by a rename of a
+ * complete copy (atomic): whoever imports `to` meanwhile reads an old file or a new one, never half
+ * of one. Returns how many files it replaced.
+ */
+function syncFiles(from: string, to: string): number {
+  mkdirSync(to, { recursive: true });
+  let replaced = 0;
+  for (const entry of readdirSync(from, { withFileTypes: true })) {
+    const [source, target] = [join(from, entry.name), join(to, entry.name)];
+    if (entry.isDirectory()) {
+      replaced += syncFiles(source, target);
+    } else if (!existsSync(target) || !readFileSync(source).equals(readFileSync(target))) {
+      const staged = `${target}.${process.pid}.tmp`;
+      copyFileSync(source, staged);
+      renameSync(staged, target);
+      replaced++;
+    }
+  }
+  return replaced;
+}
+
 const timings: Record<string, number> = {};
 async function timed<T>(phase: string, f: () => Promise<T>): Promise<T> {
   const start = performance.now();
@@ -51,8 +73,13 @@ describe.skipIf(skip)('@bnmlp/core as a packed, installed package', { timeout: T
   beforeAll(async () => {
     work = mkdtempSync(join(tmpdir(), 'bnmlp-pack-'));
     consumer = join(work, 'consumer');
-    // turbo's `test` depends on ^build (the dependencies' builds), not on this package's own: build it here.
-    await timed('build', () => run(process.execPath, [tsc, '-p', 'tsconfig.build.json'], packageDir));
+    // turbo's `test` depends on ^build (the dependencies' builds), not on this package's own: build it
+    // here, into a folder of its own, and move into dist/ only what differs, file by file. cli's
+    // tests run beside this one and start processes that import dist/; a rebuild in place (tsc
+    // truncates, then writes) once left one of them an index.js whose inference.js was half written.
+    const built = join(work, 'dist');
+    await timed('build', () => run(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', built], packageDir));
+    timings.distFilesReplaced = syncFiles(built, join(packageDir, 'dist'));
     const pnpm = hasCommand('pnpm') ? ['pnpm'] : ['npx', '--yes', 'pnpm@10.34.9'];
     await timed('pack', () => run(pnpm[0], [...pnpm.slice(1), 'pack', '--pack-destination', work], packageDir));
     const tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!);
