@@ -16,8 +16,8 @@ export const PEER_THREADS: readonly number[] = [1, 2];
 /**
  * A thread setting of the peer: torch's own threads, and OpenBLAS's for the matrix products (0:
  * its default, one per core). They are separate pools: torch.set_num_threads(1) alone, as the
- * shared peer script runs, still multiplies on every core (sgemm 2048³ at 118–126 GFLOP/s
- * against 66 with OpenBLAS on 1 thread, 2026-12-02), so one core is 1 and 1.
+ * shared peer script runs, still multiplies on every core (sgemm 2048³ at 107–126 GFLOP/s
+ * against 66–72 with OpenBLAS on 1 thread, 2026-12-02), so one core is 1 and 1.
  */
 export interface PeerThreads {
   readonly threads: number;
