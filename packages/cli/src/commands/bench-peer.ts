@@ -35,6 +35,10 @@ export const PEER_SETTINGS: readonly PeerThreads[] = [
   { threads: 1, blasThreads: 1 },
 ];
 
+/** The shared script's "1 thread" (the issue's bar) and one core, among measured settings. */
+export const isOneThread = (s: PeerThreads): boolean => s.threads === 1 && s.blasThreads === 0;
+export const isOneCore = (s: PeerThreads): boolean => s.threads === 1 && s.blasThreads === 1;
+
 /** "1 thread", "2 threads", "1 thread, OpenBLAS 1"; with the count OpenBLAS ran with when it was left at its default and reported it. */
 export function peerThreadsLabel(setting: PeerThreads, blasRan: number | null = null): string {
   const torch = `${setting.threads} thread${setting.threads === 1 ? '' : 's'}`;

@@ -10,7 +10,7 @@ import { writeFigure, type FigurePaths } from '../report/render.js';
 import { sweepFigure } from '../report/sweep-figure.js';
 import { formatTable } from '../table.js';
 import { CLASSES, INPUT_DIM, median, ratioSpread, spread, syntheticSet, type Spread } from './bench-common.js';
-import { isSkipped, PEER_SCRIPT, PEER_SETTINGS, PEER_THREADS, peerPeak, peerSteps, peerThreadsLabel, type PeerPeak, type PeerStepsRow, type Skipped } from './bench-peer.js';
+import { isOneCore, isSkipped, PEER_SCRIPT, PEER_SETTINGS, PEER_THREADS, peerPeak, peerSteps, peerThreadsLabel, type PeerPeak, type PeerStepsRow, type Skipped } from './bench-peer.js';
 
 /*
 `bnmlp bench --sweep`: how the cost of a train step grows with the batch and the widths. ms per
@@ -134,7 +134,7 @@ export interface SweepPeak {
  */
 export function wasmSimdCeiling(settings: readonly PeerPeak[], nativeLanes: number, kernelThreads: number): number {
   const best = settings.reduce((a, b) => (b.gflops > a.gflops ? b : a));
-  const oneCore = settings.find((s) => s.threads === 1 && s.blasThreads === 1)?.gflops ?? best.gflops / best.threads;
+  const oneCore = settings.find(isOneCore)?.gflops ?? best.gflops / best.threads;
   return (4 / nativeLanes) * oneCore * kernelThreads;
 }
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createModel, createMomentumState, disposeModel, disposeMomentumState, trainStep } from '@bnmlp/core';
 import { CIFAR_PIXELS, CIFAR_RECORD_BYTES, MiniBatcher, parseTrainConfig, prepareData, trainNetwork, type PreparedData } from '@bnmlp/trainer';
 import { formatRatio, ratioSpread, spread, type Spread } from './bench-common.js';
-import { isSkipped, PEER_SETTINGS, peerThreadsLabel, type PeerEpoch, type PeerThreads, type Skipped } from './bench-peer.js';
+import { isOneThread, isSkipped, PEER_SETTINGS, peerThreadsLabel, type PeerEpoch, type PeerThreads, type Skipped } from './bench-peer.js';
 
 /*
 The trainer's figures for `bnmlp bench`: reading and standardising a full-size CIFAR-10 binary set
@@ -60,7 +60,7 @@ export function compareTrainerPeer(trainerSeconds: readonly number[], peerRuns: 
     threads, blasThreads, blasRan: runs[0]?.blasThreads ?? null, epochSeconds: spread(runs.map((r) => r.epochSeconds)),
   }));
   const best = settings.reduce((a, b) => (b.epochSeconds.median < a.epochSeconds.median ? b : a));
-  const one = settings.find((s) => s.threads === 1 && s.blasThreads === 0) ?? settings[0];
+  const one = settings.find(isOneThread) ?? settings[0];
   return {
     version: [...peerRuns.values()][0][0].version,
     settings,

@@ -7,7 +7,7 @@ import { MiniBatcher } from '@bnmlp/trainer';
 import { CliArgumentError, quote } from '../errors.js';
 import { formatFlags, parseFlags, type FlagSpec } from '../options.js';
 import { CLASSES, INPUT_DIM, formatRange, formatRatio, mib, quantile, ratioSpread, spread, syntheticSet, type Spread } from './bench-common.js';
-import { isSkipped, PEER_SCRIPT, PEER_SETTINGS, peerEpoch, peerThreadsLabel, type PeerEpoch, type PeerThreads, type Skipped } from './bench-peer.js';
+import { isOneCore, isOneThread, isSkipped, PEER_SCRIPT, PEER_SETTINGS, peerEpoch, peerThreadsLabel, type PeerEpoch, type PeerThreads, type Skipped } from './bench-peer.js';
 import { DEFAULT_SWEEP_OPTIONS, formatBackend, formatSweep, runSweep, writeSweep } from './bench-sweep.js';
 import { formatTrainerBench, runTrainerBench } from './bench-trainer.js';
 import { formatSearchBench, runSearchBench } from './bench-search.js';
@@ -154,8 +154,8 @@ export function comparePeer(ours: readonly BenchRun[], peerRuns: ReadonlyMap<Pee
     };
   });
   // The shared script's "1 thread" (OpenBLAS left at its default), as the targets use it.
-  const one = settings.find((s) => s.threads === 1 && s.blasThreads === 0) ?? settings[0];
-  const oneCore = settings.find((s) => s.threads === 1 && s.blasThreads === 1) ?? null;
+  const one = settings.find(isOneThread) ?? settings[0];
+  const oneCore = settings.find(isOneCore) ?? null;
   const named = (s: PeerSetting) => ({ threads: s.threads, blasThreads: s.blasThreads });
   const oursStep = ours.map((r) => r.msPerStep.median);
   const oursEpoch = ours.map((r) => r.epochSeconds);
