@@ -215,6 +215,48 @@ describe('loadCifarDataset', () => {
   });
 });
 
+describe('several binary files, decoded straight into one array', () => {
+  /** A binary directory of 3 training files and a test file of `records` generated records each. */
+  function largeBinaryDir(name: string, records: number): string {
+    const dir = join(tmp, name);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'batches.meta.txt'), classNames.join('\n'));
+    ['data_batch_1', 'data_batch_2', 'data_batch_3', 'test_batch'].forEach((file, k) => {
+      const bytes = Buffer.alloc(records * (CIFAR_PIXELS + 1));
+      for (let i = 0; i < bytes.length; i++) bytes[i] = (i * (2 * k + 5) + (i >> 11)) & 255;
+      for (let r = 0; r < records; r++) bytes[r * (CIFAR_PIXELS + 1)] = (r + k) % 10;
+      writeFileSync(join(dir, `${file}.bin`), bytes);
+    });
+    return dir;
+  }
+
+  it('checksums equal node createHash, and the training pixels equal each file read alone, in order', () => {
+    // 4 files × 700 records, each file's records written with its own pattern.
+    const dir = largeBinaryDir('large', 700);
+    const set = loadCifarDataset(dir);
+    for (const file of set.files) {
+      expect(file.sha256, file.path).toBe(sha256(file.path));
+      expect(file.md5, file.path).toBe(md5(file.path));
+    }
+    const alone = ['data_batch_1', 'data_batch_2', 'data_batch_3'].map((f) => readCifarBatch(join(dir, `${f}.bin`)));
+    expect(set.train.count).toBe(2100);
+    expect(Buffer.from(set.train.pixels).equals(Buffer.concat(alone.map((d) => d.pixels)))).toBe(true);
+    expect(Buffer.from(set.train.labels).equals(Buffer.concat(alone.map((d) => d.labels)))).toBe(true);
+    expect(Buffer.from(set.test!.pixels).equals(Buffer.from(readCifarBatch(join(dir, 'test_batch.bin')).pixels))).toBe(true);
+  });
+
+  it('a bad label in the second training file is named with that file and record', () => {
+    const dir = largeBinaryDir('large-bad', 700);
+    const path = join(dir, 'data_batch_2.bin');
+    const bytes = readFileSync(path);
+    bytes[(CIFAR_PIXELS + 1) * 123] = 11;
+    writeFileSync(path, bytes);
+    const error = thrown(() => loadCifarDataset(dir)) as CifarFormatError;
+    expect(error).toBeInstanceOf(CifarFormatError);
+    expect(error.message).toMatch(/data_batch_2\.bin.*record 123: label byte must be in 0\.\.9, got 11/);
+  });
+});
+
 describe('bad files through loadCifarDataset: one CifarFormatError naming the file and the problem', () => {
   it.each([
     ['binary: size not a multiple of 3073', tinyCifarDir, 'data_batch_1.bin', (p: string) => truncateSync(p, 3073 * 40 - 100), /multiple of 3073.*39 whole records \+ 2973 bytes/],

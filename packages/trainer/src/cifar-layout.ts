@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { CIFAR_CLASSES, CIFAR_PIXELS, parseCifarBatch, type CifarData, type CifarDataset } from './cifar.js';
+import { CIFAR_CLASSES, CIFAR_PIXELS, CIFAR_RECORD_BYTES, parseCifarBatch, parseCifarBatches, sharedUint8Array, type CifarData, type CifarDataset } from './cifar.js';
 import { parseCifarMat, parseCifarMatMeta } from './cifar-mat.js';
 import { parseCifarPickle, parseCifarPickleMeta } from './cifar-python.js';
 import { CifarFormatError, TrainerArgumentError } from './errors.js';
@@ -193,7 +193,7 @@ function classNamesFromText(op: string, bytes: Uint8Array, path: string): string
 function concatData(parts: readonly CifarData[]): CifarData {
   if (parts.length === 1) return parts[0];
   const count = parts.reduce((sum, part) => sum + part.count, 0);
-  const pixels = new Uint8Array(count * CIFAR_PIXELS);
+  const pixels = sharedUint8Array(count * CIFAR_PIXELS);
   const labels = new Uint8Array(count);
   let first = 0;
   for (const part of parts) {
@@ -280,18 +280,30 @@ export function loadCifarDataset(dir: string, options: LoadCifarDatasetOptions =
   );
   files.push({ role: 'meta', ...meta.hash });
 
-  const readBatch = (path: string, role: 'train' | 'test'): CifarData => {
+  const readBatch = (path: string, role: 'train' | 'test'): { path: string; role: 'train' | 'test'; bytes: Buffer } => {
     const { bytes, hash } = readHashed(op, path);
     checkMd5(op, format, hash, verifyOfficial);
-    const data = parseNamed(op, path, () =>
-      format === 'binary' ? parseCifarBatch(bytes, path) : format === 'python' ? parseCifarPickle(bytes, path) : parseCifarMat(bytes, path),
-    );
-    if (verifyOfficial === true && format !== 'python' && data.count !== CIFAR_OFFICIAL_RECORDS)
-      throw new CifarFormatError(op, 'records', `${CIFAR_OFFICIAL_RECORDS} (an official batch file; verifyOfficial: true)`, `${data.count}`, path, null);
     files.push({ role, ...hash });
+    return { path, role, bytes };
+  };
+  const checkRecords = (path: string, records: number): void => {
+    if (verifyOfficial === true && format !== 'python' && records !== CIFAR_OFFICIAL_RECORDS)
+      throw new CifarFormatError(op, 'records', `${CIFAR_OFFICIAL_RECORDS} (an official batch file; verifyOfficial: true)`, `${records}`, path, null);
+  };
+  const parseBatch = ({ path, bytes }: { path: string; bytes: Buffer }): CifarData => {
+    const data = parseNamed(op, path, () => (format === 'binary' ? parseCifarBatch(bytes, path) : format === 'python' ? parseCifarPickle(bytes, path) : parseCifarMat(bytes, path)));
+    checkRecords(path, data.count);
     return data;
   };
-  const train = concatData(trainPaths.map((path) => readBatch(path, 'train')));
-  const test = testPath === null ? null : readBatch(testPath, 'test');
+  let train: CifarData;
+  if (format === 'binary') {
+    // Binary files are decoded straight into one array (no per-file copies to concatenate).
+    const raw = trainPaths.map((path) => readBatch(path, 'train'));
+    train = parseNamed(op, trainPaths.join(', '), () => parseCifarBatches(raw.map((r) => r.bytes), trainPaths));
+    raw.forEach(({ path, bytes }) => checkRecords(path, bytes.length / CIFAR_RECORD_BYTES));
+  } else {
+    train = concatData(trainPaths.map((path) => parseBatch(readBatch(path, 'train'))));
+  }
+  const test = testPath === null ? null : parseBatch(readBatch(testPath, 'test'));
   return { dir: layout.dir, format, classNames, train, test, files };
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { inflateSync } from 'node:zlib';
-import { CIFAR_CLASSES, CIFAR_PIXELS, type CifarData } from './cifar.js';
+import { CIFAR_CLASSES, CIFAR_PIXELS, sharedUint8Array, type CifarData } from './cifar.js';
 import { CifarFormatError, TrainerArgumentError } from './errors.js';
 
 /*
@@ -217,7 +217,7 @@ function variable(ctx: Context, variables: Map<string, MatVariable>, name: strin
 
 /** Column-major rows × cols to row-major, 64 columns at a time (64 sequential read streams, whole written lines). */
 function transposeToRows(values: Uint8Array | Float64Array, rows: number, cols: number): Uint8Array {
-  const out = new Uint8Array(rows * cols);
+  const out = sharedUint8Array(rows * cols);
   for (let j0 = 0; j0 < cols; j0 += 64) {
     const j1 = Math.min(cols, j0 + 64);
     for (let i = 0; i < rows; i++) {

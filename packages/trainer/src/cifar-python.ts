@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { BufferReader, NameRegistry, Parser } from 'pickleparser';
-import { CIFAR_CLASSES, CIFAR_PIXELS, type CifarData } from './cifar.js';
+import { CIFAR_CLASSES, CIFAR_PIXELS, sharedUint8Array, type CifarData } from './cifar.js';
 import { CifarFormatError, TrainerArgumentError } from './errors.js';
 
 /*
@@ -218,10 +218,16 @@ function decodePickleBatch(op: string, bytes: Uint8Array, source: string): Cifar
   if (!data.bytes || data.bytes.length !== count * CIFAR_PIXELS)
     throw new CifarFormatError(op, 'data', `${count} × ${CIFAR_PIXELS} = ${count * CIFAR_PIXELS} bytes`, data.bytes ? `${data.bytes.length} bytes` : 'no bytes', source, null);
   const labels = decodeLabels(op, rawLabels, count, source);
-  // Protocol 3-5 bytes are (Buffer) views into `bytes`: copy them into a plain Uint8Array. Protocol 2
-  // ones already are a fresh one (latin1Bytes).
-  const pixels = data.bytes.buffer === bytes.buffer ? new Uint8Array(data.bytes) : data.bytes;
+  // Protocol 3-5 bytes are (Buffer) views into `bytes`: copy them, onto shared memory as the binary
+  // reader's (data-threads.ts). Protocol 2 ones already are a fresh array (latin1Bytes).
+  const pixels = data.bytes.buffer === bytes.buffer ? sharedCopy(data.bytes) : data.bytes;
   return { count, pixels, labels, sources: [source] };
+}
+
+function sharedCopy(bytes: Uint8Array): Uint8Array {
+  const copy = sharedUint8Array(bytes.length);
+  copy.set(bytes);
+  return copy;
 }
 
 /** Reads and parses one python batch file (data_batch_<n> or test_batch of cifar-10-batches-py). */

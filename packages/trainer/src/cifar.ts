@@ -2,6 +2,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CifarFormatError, TrainerArgumentError } from './errors.js';
+import { runDataJob } from './data-threads.js';
 import { findInAncestors, isFile } from './shared-paths.js';
 
 /*
@@ -25,7 +26,10 @@ export const SHARED_CIFAR_RELATIVE_PATH = join('shared', 'datasets', 'cifar-10-s
 
 export interface CifarData {
   readonly count: number;
-  /** count × 3072 bytes, row-major: record i is pixels[i·3072, (i+1)·3072). */
+  /**
+   * count × 3072 bytes, row-major: record i is pixels[i·3072, (i+1)·3072). The readers put them
+   * on a SharedArrayBuffer, so that statistics and standardisation can run on two threads.
+   */
   readonly pixels: Uint8Array;
   /** count labels in 0..9. */
   readonly labels: Uint8Array;
@@ -94,9 +98,25 @@ export function parseCifarBatch(bytes: Uint8Array, source = '<buffer>'): CifarDa
   const op = 'parseCifarBatch';
   if (!(bytes instanceof Uint8Array)) throw new TrainerArgumentError(op, 'bytes', 'a Uint8Array or Buffer', describe(bytes));
   const count = recordCount(op, bytes.length, source);
-  const target = { pixels: new Uint8Array(count * CIFAR_PIXELS), labels: new Uint8Array(count) };
+  const target = { pixels: sharedUint8Array(count * CIFAR_PIXELS), labels: new Uint8Array(count) };
   decodeInto(op, bytes, source, target, 0);
   return { count, ...target, sources: [source] };
+}
+
+/**
+ * Parses several binary batches into one CifarData, allocated once, the records of each after
+ * the previous one's. `sources` name the buffers in errors.
+ */
+export function parseCifarBatches(buffers: readonly Uint8Array[], sources: readonly string[]): CifarData {
+  const op = 'parseCifarBatches';
+  if (!Array.isArray(buffers) || buffers.length === 0 || buffers.some((b) => !(b instanceof Uint8Array)))
+    throw new TrainerArgumentError(op, 'buffers', 'a non-empty array of Uint8Arrays or Buffers', describe(buffers));
+  if (!Array.isArray(sources) || sources.length !== buffers.length) throw new TrainerArgumentError(op, 'sources', `${buffers.length} names`, describe(sources));
+  const total = buffers.reduce((sum, bytes, i) => sum + recordCount(op, bytes.length, sources[i]), 0);
+  const target = { pixels: sharedUint8Array(total * CIFAR_PIXELS), labels: new Uint8Array(total) };
+  let first = 0;
+  buffers.forEach((bytes, i) => (first += decodeInto(op, bytes, sources[i], target, first)));
+  return { count: total, ...target, sources: [...sources] };
 }
 
 function fileSize(op: string, argument: string, path: string): number {
@@ -129,7 +149,7 @@ export function readCifarBatches(paths: readonly string[]): CifarData {
 function readBatches(op: string, paths: readonly string[], argument: (i: number) => string): CifarData {
   const counts = paths.map((path, i) => recordCount(op, fileSize(op, argument(i), path), path));
   const total = counts.reduce((a, b) => a + b, 0);
-  const target = { pixels: new Uint8Array(total * CIFAR_PIXELS), labels: new Uint8Array(total) };
+  const target = { pixels: sharedUint8Array(total * CIFAR_PIXELS), labels: new Uint8Array(total) };
   let first = 0;
   paths.forEach((path, i) => {
     const bytes = readFileSync(path);
@@ -260,23 +280,11 @@ export function computeFeatureStats(train: CifarData, options: { readonly dims?:
   validateDims(op, dims);
   const n = train.count;
   if (n < 1) throw new TrainerArgumentError(op, 'train.count', 'at least 1 record', '0');
-  const { pixels } = train;
-  const sum = new Float64Array(dims);
-  for (let i = 0; i < n; i++) {
-    const row = i * CIFAR_PIXELS;
-    for (let j = 0; j < dims; j++) sum[j] += pixels[row + j];
-  }
-  // sum/n is exactly the pixel value for a constant feature, so its deviations are exactly 0.
-  const mean = sum.map((s) => s / n / 255);
-  const squares = new Float64Array(dims);
-  for (let i = 0; i < n; i++) {
-    const row = i * CIFAR_PIXELS;
-    for (let j = 0; j < dims; j++) {
-      const dev = pixels[row + j] / 255 - mean[j];
-      squares[j] += dev * dev;
-    }
-  }
-  return { dims, count: n, mean, std: squares.map((s) => Math.sqrt(s / n)) };
+  // Both passes run in data-kernels.ts, on two threads when the set is large (data-threads.ts).
+  const mean = sharedFloat64Array(dims);
+  const std = sharedFloat64Array(dims);
+  runDataJob({ kind: 'stats', pixels: train.pixels, count: n, dims, mean, std });
+  return { dims, count: n, mean: new Float64Array(mean), std: new Float64Array(std) };
 }
 
 /**
@@ -286,6 +294,19 @@ export function computeFeatureStats(train: CifarData, options: { readonly dims?:
  */
 export function sharedFloat32Array(length: number): Float32Array {
   return typeof SharedArrayBuffer === 'undefined' ? new Float32Array(length) : new Float32Array(new SharedArrayBuffer(length * 4));
+}
+
+/** A zeroed Float64Array on a SharedArrayBuffer (a plain one where there is none). */
+function sharedFloat64Array(length: number): Float64Array {
+  return typeof SharedArrayBuffer === 'undefined' ? new Float64Array(length) : new Float64Array(new SharedArrayBuffer(length * 8));
+}
+
+/**
+ * A zeroed Uint8Array on a SharedArrayBuffer (a plain one where there is none): the readers put
+ * pixels there so that standardisation can run on two threads (data-threads.ts).
+ */
+export function sharedUint8Array(length: number): Uint8Array {
+  return typeof SharedArrayBuffer === 'undefined' ? new Uint8Array(length) : new Uint8Array(new SharedArrayBuffer(length));
 }
 
 /**
@@ -301,12 +322,7 @@ export function standardizeFeatures(data: CifarData, stats: FeatureStats): Featu
   const { dims, mean } = stats;
   const divisor = stats.std.map((s) => (s > 0 ? s : 1));
   const out = sharedFloat32Array(data.count * dims);
-  const { pixels } = data;
-  for (let i = 0; i < data.count; i++) {
-    const src = i * CIFAR_PIXELS;
-    const dst = i * dims;
-    for (let j = 0; j < dims; j++) out[dst + j] = (pixels[src + j] / 255 - mean[j]) / divisor[j];
-  }
+  runDataJob({ kind: 'standardize', pixels: data.pixels, rows: data.count, dims, mean: Float64Array.from(mean), divisor, out });
   return { rows: data.count, cols: dims, data: out };
 }
 

@@ -1,5 +1,5 @@
 import { createPrng, nextInt, type Float32Matrix } from '@bnmlp/core';
-import { CIFAR_PIXELS, computeFeatureStats, standardizeFeatures, type CifarData, type FeatureStats } from './cifar.js';
+import { CIFAR_PIXELS, computeFeatureStats, sharedUint8Array, standardizeFeatures, type CifarData, type FeatureStats } from './cifar.js';
 import { loadCifarDataset, type CifarFileInfo } from './cifar-layout.js';
 import { TrainerArgumentError } from './errors.js';
 import { flipTransform, type FlipTransform } from './flip.js';
@@ -63,7 +63,7 @@ function fileEntries(files: readonly CifarFileInfo[]): DataSourceInfo['files'] {
 
 /** Rows `indices` of `data`, as a new CifarData (the pixels copied once). */
 function gatherRecords(data: CifarData, indices: Int32Array): CifarData {
-  const pixels = new Uint8Array(indices.length * CIFAR_PIXELS);
+  const pixels = sharedUint8Array(indices.length * CIFAR_PIXELS);
   const labels = new Uint8Array(indices.length);
   indices.forEach((row, i) => {
     pixels.set(data.pixels.subarray(row * CIFAR_PIXELS, (row + 1) * CIFAR_PIXELS), i * CIFAR_PIXELS);
