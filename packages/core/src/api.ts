@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { CoreArgumentError, describeValue } from './errors.js';
-import { parameterEntries, type CoreModel } from './model.js';
+import { parameterEntries, validateModel, type CoreModel } from './model.js';
 import { backwardTrace, forwardTrace, lossTensors, type Mode } from './network.js';
 
 /** A row-major float32 matrix: entry (i, j) is data[i * cols + j]. */
@@ -44,6 +44,7 @@ export function inputTensor(op: string, model: CoreModel, x: InputBatch, mode: M
 
 /** Checks X (a float32 tensor or Float32Matrix with the model's input width and a usable row count); returns its rows. */
 export function validateInputBatch(op: string, model: CoreModel, x: InputBatch, mode: Mode): number {
+  validateModel(op, model);
   const { inputDim } = model.config;
   if (isTensor(x)) {
     if (x.rank !== 2 || x.shape[1] !== inputDim) throw new CoreArgumentError(op, 'X', `a rank-2 tensor [n, ${inputDim}]`, describeValue(x));

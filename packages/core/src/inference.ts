@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { validateFloat32Matrix, validateLabels, validateRowCount, type Float32Matrix, type Labels } from './api.js';
 import { CoreArgumentError, describeValue } from './errors.js';
-import type { CoreModel } from './model.js';
+import { validateModel, type CoreModel } from './model.js';
 import { inferenceLogits } from './network.js';
 import { threadedScoresOfRows } from './wasm-kernels.js';
 
@@ -20,6 +20,7 @@ export interface PredictionResult {
  */
 export function predict(model: CoreModel, x: Float32Matrix, options: { labels?: Labels; chunkSize?: number } = {}): PredictionResult {
   const op = 'predict';
+  validateModel(op, model);
   const { inputDim, classes } = model.config;
   validateFloat32Matrix(op, x, inputDim);
   validateRowCount(op, model, x.rows, 'inference');

@@ -83,6 +83,41 @@ export function modelFromValues(config: NetworkConfig, values: readonly LayerVal
   };
 }
 
+/**
+ * Checks a CoreModel at a public entry point: every layer holds exactly the live float32 tensors
+ * its config implies, with their shapes (as modelFromValues checks values). CoreModel is a plain
+ * interface a caller can assemble by hand, and a layer with a running mean but no running
+ * variance, say, would be normalised by some code paths and not by others.
+ */
+export function validateModel(op: string, model: CoreModel): void {
+  if (!model || typeof model !== 'object' || !model.config || !Array.isArray(model.layers))
+    throw new CoreArgumentError(op, 'model', 'a CoreModel { config, layers }', describeValue(model));
+  const { config } = model;
+  const dims = layerDims(config);
+  if (model.layers.length !== dims.length) throw new CoreArgumentError(op, 'model.layers', `${dims.length} layers (the config's)`, `${model.layers.length}`);
+  dims.forEach(([dIn, dOut], l) => {
+    const bn = hasBatchNorm(config, l);
+    const layer = model.layers[l];
+    const expectTensor = (key: keyof CoreLayer, shape: readonly number[] | null) => {
+      const t = layer?.[key] as tf.Tensor | null | undefined;
+      const name = `model.layers[${l}].${key}`;
+      if (shape === null) {
+        if (t !== null) throw new CoreArgumentError(op, name, 'null (the config has no such parameter here)', describeValue(t));
+        return;
+      }
+      const ok = t instanceof tf.Tensor && t.dtype === 'float32' && t.shape.length === shape.length && t.shape.every((d, i) => d === shape[i]);
+      if (!ok) throw new CoreArgumentError(op, name, `a float32 tensor [${shape.join(',')}]`, describeValue(t));
+      if (t.isDisposed) throw new CoreArgumentError(op, name, 'a live tensor', 'a disposed tensor (was the model disposed?)');
+    };
+    expectTensor('W', [dIn, dOut]);
+    expectTensor('b', [dOut]);
+    expectTensor('gamma', bn && config.bnAffine ? [dOut] : null);
+    expectTensor('beta', bn && config.bnAffine ? [dOut] : null);
+    expectTensor('runningMean', bn ? [dOut] : null);
+    expectTensor('runningVar', bn ? [dOut] : null);
+  });
+}
+
 export interface CreateModelOptions {
   readonly init?: InitScheme;
   /** Seed for the weights; the same seed gives the same weights as @bnmlp/reference's createNetwork. */

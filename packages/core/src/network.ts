@@ -48,7 +48,7 @@ export function forwardTrace(model: CoreModel, x: tf.Tensor2D, mode: Mode, first
     let relu: tf.Tensor2D | null = null;
     // Training-mode BN + ReLU (BN layers are hidden layers) in one wasm kernel where available (same math as below).
     const hidden = l < model.layers.length - 1;
-    const fused = mode === 'train' && hidden && layer.runningMean ? batchNormReluForward(scores, layer.gamma, layer.beta, eps) : null;
+    const fused = mode === 'train' && hidden && layer.runningMean && layer.runningVar ? batchNormReluForward(scores, layer.gamma, layer.beta, eps) : null;
     if (fused) {
       trace = {
         input: h, normalized: fused.normalized, invStd: fused.invStd, batchMean: fused.mean, batchVar: fused.variance, preActivation: fused.pre,

@@ -241,6 +241,39 @@ describe('config and init (createModel)', () => {
   });
 });
 
+describe('the model (forward, costAndGradients, trainStep, predict): a hand-built CoreModel is checked layer by layer', () => {
+  const calls: Array<[string, (m: CoreModel) => unknown]> = [
+    ['forward', (m) => forward(m, x)],
+    ['costAndGradients', (m) => costAndGradients(m, x, labels, 0)],
+    ['trainStep', (m) => trainStep(m, state, x, labels, sgd)],
+    ['predict', (m) => predict(m, x)],
+  ];
+  const withLayer = (l: number, change: Record<string, unknown>): CoreModel => ({ config: model.config, layers: model.layers.map((layer, i) => (i === l ? { ...layer, ...change } : layer)) as CoreModel['layers'] });
+
+  test.each(calls)('%s refuses a BN layer with a running mean but no running variance', (op, call) => {
+    rejects(() => call(withLayer(0, { runningVar: null })), { op, argument: 'model.layers[0].runningVar', expected: 'a float32 tensor [3]', actual: 'null' });
+  });
+
+  test.each(calls)('%s refuses a parameter the config does not have (γ on the output layer), and one of the wrong shape', (op, call) => {
+    const extra = tf.variable(tf.zeros([3]));
+    const wrong = tf.variable(tf.zeros([3, 4]));
+    try {
+      rejects(() => call(withLayer(1, { gamma: extra })), { op, argument: 'model.layers[1].gamma', expected: 'null (the config has no such parameter here)', actual: 'tensor float32[3]' });
+      rejects(() => call(withLayer(0, { W: wrong })), { op, argument: 'model.layers[0].W', expected: 'a float32 tensor [4,3]', actual: 'tensor float32[3,4]' });
+    } finally {
+      extra.dispose();
+      wrong.dispose();
+    }
+  });
+
+  test.each(calls)('%s refuses a model with another number of layers than its config, and a disposed one', (op, call) => {
+    rejects(() => call({ config: model.config, layers: model.layers.slice(0, 1) }), { op, argument: 'model.layers', expected: "2 layers (the config's)", actual: '1' });
+    const gone = createModel(config, { seed: 2 });
+    disposeModel(gone);
+    rejects(() => call(gone), { op, argument: 'model.layers[0].W', expected: 'a live tensor', actual: 'a disposed tensor (was the model disposed?)' });
+  });
+});
+
 describe('predict', () => {
   test('rejects X of the wrong width, length or type, and a bad chunkSize', () => {
     rejects(() => predict(model, matrix(5, 2)), { op: 'predict', argument: 'X.cols', expected: '4 (inputDim)', actual: '2' });

@@ -438,35 +438,38 @@ describe('activeVariant: the build the kernel functions run', () => {
   });
 });
 
-describe('trainStep: the BN running averages', () => {
-  // Kills train-step.ts:106:9 (ConditionalExpression false over `!runningMean || !runningVar` and
-  // over `… || !t.batchMean`; LogicalOperator `!runningMean && !runningVar`,
-  // `(!runningMean || !runningVar) && !t.batchMean`, `(… || !t.batchMean) && !t.batchVar`): each
-  // goes on to blend a layer whose running variance is missing.
-  test('a hidden layer with a running mean but no running variance (a hand-built CoreModel) has no running averages updated; the others are', async () => {
-    // Arrange: modelFromValues refuses such a layer, but CoreModel is a plain interface a caller can
-    // build; trainStep must still not blend a running variance that is not there.
+describe('trainStep: a hand-built half-BN layer', () => {
+  // train-step.ts:106:9 (the `!runningMean || !runningVar` guard of the running averages) is
+  // unreachable since validateModel: such a model is refused at the entry point, before a step.
+  test('a hidden layer with a running mean but no running variance is refused, naming it, and nothing changes', async () => {
+    // Arrange: modelFromValues refuses such a layer, but CoreModel is a plain interface a caller can build.
     const k = await freshKernels();
     const { createModel, disposeModel, modelValues } = await import('./model.js');
     const { createMomentumState, disposeMomentumState, trainStep } = await import('./train-step.js');
+    const { CoreArgumentError } = await import('./errors.js');
     k.configureWasmKernels('simd128');
     const full = createModel({ inputDim: 4, hiddenDims: [5, 6], classes: 3 }, { seed: 7 });
     const values = modelValues(full);
     const model = { config: full.config, layers: [{ ...full.layers[0], runningVar: null }, ...full.layers.slice(1)] };
-    const state = createMomentumState(model);
+    const state = createMomentumState(full);
     const x = Float32Array.from({ length: 8 * 4 }, (_, i) => (i % 7) - 3);
     const labels = Int32Array.from({ length: 8 }, (_, i) => i % 3);
 
     try {
       // Act
-      trainStep(model, state, { data: x, rows: 8, cols: 4 }, labels, { lambda: 0, learningRate: 0.1, momentum: 0.9 });
+      const error = (() => {
+        try {
+          trainStep(model, state, { data: x, rows: 8, cols: 4 }, labels, { lambda: 0, learningRate: 0.1, momentum: 0.9 });
+        } catch (e) {
+          return e;
+        }
+        return null;
+      })() as InstanceType<typeof CoreArgumentError>;
 
       // Assert
-      const after = modelValues(model);
-      expect(after[0].runningMean).toEqual(values[0].runningMean);
-      expect(after[0].runningVar).toBeNull();
-      expect(modelValues(full)[0].runningVar).toEqual(values[0].runningVar);
-      expect(after[1].runningMean).not.toEqual(values[1].runningMean);
+      expect(error).toBeInstanceOf(CoreArgumentError);
+      expect([error.op, error.argument, error.expected, error.actual]).toEqual(['trainStep', 'model.layers[0].runningVar', 'a float32 tensor [5]', 'null']);
+      expect(modelValues(full)).toEqual(values);
     } finally {
       disposeModel(full);
       disposeMomentumState(state);
