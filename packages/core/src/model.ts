@@ -90,7 +90,7 @@ export function modelFromValues(config: NetworkConfig, values: readonly LayerVal
  * variance, say, would be normalised by some code paths and not by others.
  */
 export function validateModel(op: string, model: CoreModel): void {
-  if (!model || typeof model !== 'object' || !model.config || !Array.isArray(model.layers))
+  if (!model || !model.config || !Array.isArray(model.layers))
     throw new CoreArgumentError(op, 'model', 'a CoreModel { config, layers }', describeValue(model));
   const { config } = model;
   const dims = layerDims(config);

@@ -256,13 +256,28 @@ describe('the model (forward, costAndGradients, trainStep, predict): a hand-buil
 
   test.each(calls)('%s refuses a parameter the config does not have (γ on the output layer), and one of the wrong shape', (op, call) => {
     const extra = tf.variable(tf.zeros([3]));
-    const wrong = tf.variable(tf.zeros([3, 4]));
+    const wrong = tf.variable(tf.zeros([4, 5]));
     try {
       rejects(() => call(withLayer(1, { gamma: extra })), { op, argument: 'model.layers[1].gamma', expected: 'null (the config has no such parameter here)', actual: 'tensor float32[3]' });
-      rejects(() => call(withLayer(0, { W: wrong })), { op, argument: 'model.layers[0].W', expected: 'a float32 tensor [4,3]', actual: 'tensor float32[3,4]' });
+      rejects(() => call(withLayer(0, { W: wrong })), { op, argument: 'model.layers[0].W', expected: 'a float32 tensor [4,3]', actual: 'tensor float32[4,5]' });
     } finally {
       extra.dispose();
       wrong.dispose();
+    }
+  });
+
+  test.each(calls)('%s refuses what is not a CoreModel, a missing layer, an int32 tensor and a W of rank 1', (op, call) => {
+    for (const notModel of [null, 7, { layers: model.layers }, { config: model.config, layers: 'layers' }])
+      rejects(() => call(notModel as unknown as CoreModel), { op, argument: 'model', expected: 'a CoreModel { config, layers }' });
+    rejects(() => call({ config: model.config, layers: [null, model.layers[1]] } as unknown as CoreModel), { op, argument: 'model.layers[0].W', expected: 'a float32 tensor [4,3]', actual: 'undefined' });
+    const ints = tf.variable(tf.zeros([3], 'int32'));
+    const flat = tf.variable(tf.zeros([4]));
+    try {
+      rejects(() => call(withLayer(0, { b: ints })), { op, argument: 'model.layers[0].b', expected: 'a float32 tensor [3]', actual: 'tensor int32[3]' });
+      rejects(() => call(withLayer(0, { W: flat })), { op, argument: 'model.layers[0].W', expected: 'a float32 tensor [4,3]', actual: 'tensor float32[4]' });
+    } finally {
+      ints.dispose();
+      flat.dispose();
     }
   });
 
