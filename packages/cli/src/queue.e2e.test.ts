@@ -214,6 +214,7 @@ describe('bnmlp worker and search --queue: usage errors (no Redis needed)', () =
     [['worker'], { BNMLP_REDIS_URL: 'redis://:s3cret@h:1/x' }, /\$BNMLP_REDIS_URL.* must be a Redis URL.*got 'redis:\/\/:\*\*\*@h:1\/x' \(the database must be a number/],
     [['worker', '--queue', 'redis://h', '--concurrency', '0'], {}, /option --concurrency must be an integer in \[1, 256\], got '0'/],
     [['worker', '--queue', 'redis://h', '--stalled-after', '0.1'], {}, /option --stalled-after must be at least 0.5 seconds/],
+    [['worker', '--queue', 'redis://h', '--threads', '0'], {}, /option --threads must be 'auto' or an integer from 1 to 8, got '0'/],
     [['search', 'coarse', '--queue', 'redis://h', '--workers', '2'], {}, /option --workers must be left out with --queue/],
     [['search', 'coarse', '--queue', 'env'], {}, /option --queue must be a Redis URL, or 'env' with \$BNMLP_REDIS_URL set/],
     [['search', 'coarse', '--queue', 'redis://:s3cret@h:99999'], {}, /option --queue must be a Redis URL.*got 23 characters that are not a URL \(not shown/],

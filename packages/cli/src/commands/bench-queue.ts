@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { allowRelaxedSimd, backendInfo, initBackend } from '@bnmlp/core';
-import { LocalProcessExecutor, QueueExecutor, runSearch, type SearchSpec, type TrialExecutor } from '@bnmlp/trainer';
+import { kernelThreadsPerProcess, LocalProcessExecutor, QueueExecutor, runSearch, type SearchSpec, type TrialExecutor } from '@bnmlp/trainer';
 import { writeFullSizeSet } from './bench-trainer.js';
 
 /*
@@ -159,7 +159,8 @@ export async function runQueueBench(options: QueueBenchOptions = {}, onProgress:
       const queueName = `bench-${process.pid}-${workers}`;
       onProgress(`bench queue: ${settings.trials} trials through the queue on ${workers} bnmlp worker process${workers === 1 ? '' : 'es'}`);
       const crew = await Promise.all(Array.from({ length: workers }, () =>
-        startProcess(process.execPath, [bin, 'worker', '--queue', url, '--queue-name', queueName, '--concurrency', '1', '--data', data], /serving queue /, 60_000)));
+        // Workers on one machine stand for machines of their own: each gets its share of the cores.
+        startProcess(process.execPath, [bin, 'worker', '--queue', url, '--queue-name', queueName, '--concurrency', '1', '--threads', String(kernelThreadsPerProcess(workers)), '--data', data], /serving queue /, 60_000)));
       started.push(...crew);
       const executor = new QueueExecutor({ url, queueName, pollIntervalMs: 1000 });
       try {

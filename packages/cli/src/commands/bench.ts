@@ -5,6 +5,7 @@ import {
 } from '@bnmlp/core';
 import { MiniBatcher } from '@bnmlp/trainer';
 import { CliArgumentError, quote } from '../errors.js';
+import { parseThreads } from '../experiments/common.js';
 import { formatFlags, parseFlags, type FlagSpec } from '../options.js';
 import { CLASSES, INPUT_DIM, formatRange, formatRatio, mib, quantile, ratioSpread, spread, syntheticSet, type Spread } from './bench-common.js';
 import { isOneCore, isOneThread, isSkipped, PEER_SCRIPT, PEER_SETTINGS, peerEpoch, peerThreadsLabel, type PeerEpoch, type PeerThreads, type Skipped } from './bench-peer.js';
@@ -364,14 +365,8 @@ function parseInteger(op: string, flag: string, text: string | undefined, fallba
   return value;
 }
 
-/** --threads: 'auto' or an integer in [1, MAX_KERNEL_THREADS]. */
-export function parseThreads(op: string, text: string | undefined): KernelThreadsChoice {
-  if (text === undefined || text === 'auto') return 'auto';
-  const value = Number(text);
-  if (text.trim() === '' || !Number.isInteger(value) || value < 1 || value > MAX_KERNEL_THREADS)
-    throw new CliArgumentError(op, '--threads', `'auto' or an integer from 1 to ${MAX_KERNEL_THREADS}`, quote(text));
-  return value;
-}
+/** --threads (experiments/common.ts), as the bench's tests import it from here. */
+export { parseThreads };
 
 export type BenchSuite = 'core' | 'trainer' | 'all';
 

@@ -3,7 +3,7 @@ import {
   DEFAULT_QUEUE_NAME, parseRedisUrl, REDIS_URL_ENV, resolveRedisUrl, runQueueWorker, TrainerArgumentError,
   type QueueWorkerEvent, type QueueWorkerSummary,
 } from '@bnmlp/trainer';
-import { COMMON_FLAGS, parseCommon, parseInteger, parseNumber, progressSink, startBackend } from '../experiments/common.js';
+import { COMMON_FLAGS, parseCommon, parseInteger, parseNumber, parseThreads, progressSink, startBackend } from '../experiments/common.js';
 import { percent } from '../experiments/run-outputs.js';
 import { CliArgumentError } from '../errors.js';
 import { formatFlags, parseFlags, type FlagSpec } from '../options.js';
@@ -25,6 +25,11 @@ export const WORKER_FLAGS: readonly FlagSpec[] = [
   { flag: 'queue', value: '<url>', help: 'redis://[:password@]host:port[/db] (the variable keeps the password out of `ps`)', default: `$${REDIS_URL_ENV}` },
   { flag: 'queue-name', value: '<name>', help: 'the BullMQ queue to serve (as given to `bnmlp search --queue-name`)', default: DEFAULT_QUEUE_NAME },
   { flag: 'concurrency', value: '<n>', help: 'trials at once, each in its own process', default: 'one per core' },
+  {
+    flag: 'threads', value: '<n|auto>',
+    help: "our dense kernels' threads in each trial process: 1 to 8, or 'auto' (every core); with several workers on one machine, give each its share (more threads than cores slow every trial)",
+    default: 'the cores divided among --concurrency',
+  },
   { flag: 'stalled-after', value: '<s>', help: "seconds a silent worker keeps its trials before others take them over (its lock); the same on every worker", default: '30' },
   ...COMMON_FLAGS.filter((f) => SHARED.has(f.flag)),
 ];
@@ -152,6 +157,7 @@ export const workerCommand: Command = {
     const queueName = typeof values['queue-name'] === 'string' ? values['queue-name'] : DEFAULT_QUEUE_NAME;
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(queueName)) throw new CliArgumentError(op, '--queue-name', 'a name of letters, digits, ., _ and -', `'${queueName}'`);
     const concurrency = parseInteger(op, 'concurrency', values.concurrency, availableParallelism(), 1, 256);
+    const kernelThreads = typeof values.threads === 'string' ? parseThreads(op, values.threads) : undefined;
     const stalledAfter = parseNumber(op, 'stalled-after', values['stalled-after'], 30, 'positive');
     if (stalledAfter < 0.5) throw new CliArgumentError(op, '--stalled-after', 'at least 0.5 seconds', `'${values['stalled-after']}'`);
     const sink = progressSink(context, settings);
@@ -165,7 +171,7 @@ export const workerCommand: Command = {
     let summary: QueueWorkerSummary;
     try {
       summary = await runQueueWorker({
-        url: found.url, queueName, concurrency, dataDir: settings.data.dir, signal: graceful.signal, abandonSignal: abandon.signal,
+        url: found.url, queueName, concurrency, kernelThreads, dataDir: settings.data.dir, signal: graceful.signal, abandonSignal: abandon.signal,
         lockDurationMs: Math.round(stalledAfter * 1000),
         onEvent: (event) => {
           if (event.kind === 'ready') {

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { BACKEND_NAMES, initBackend, type BackendInfo, type BackendName } from '@bnmlp/core';
+import { BACKEND_NAMES, initBackend, MAX_KERNEL_THREADS, type BackendInfo, type BackendName, type KernelThreadsChoice } from '@bnmlp/core';
 import { parseTrainConfig, startRun, type RunResult, type TrainConfig, type TrainConfigInput } from '@bnmlp/trainer';
 import type { CommandContext } from '../commands/command.js';
 import { resolveDataSource, type DataSource } from '../data-source.js';
@@ -45,6 +45,15 @@ export interface CommonSettings {
 }
 
 type Values = Readonly<Record<string, string | boolean | undefined>>;
+
+/** --threads: 'auto' or an integer in [1, MAX_KERNEL_THREADS]. */
+export function parseThreads(op: string, text: string | undefined): KernelThreadsChoice {
+  if (text === undefined || text === 'auto') return 'auto';
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isInteger(value) || value < 1 || value > MAX_KERNEL_THREADS)
+    throw new CliArgumentError(op, '--threads', `'auto' or an integer from 1 to ${MAX_KERNEL_THREADS}`, quote(text));
+  return value;
+}
 
 export function parseInteger(op: string, flag: string, text: string | boolean | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (text === undefined) return fallback;
