@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { backendInfo, initBackend } from './backend.js';
 import { costAndGradients, forward, type Float32Matrix, type Labels } from './api.js';
@@ -250,35 +250,30 @@ describe('the model (forward, costAndGradients, trainStep, predict): a hand-buil
   ];
   const withLayer = (l: number, change: Record<string, unknown>): CoreModel => ({ config: model.config, layers: model.layers.map((layer, i) => (i === l ? { ...layer, ...change } : layer)) as CoreModel['layers'] });
 
-  test.each(calls)('%s refuses a BN layer with a running mean but no running variance', (op, call) => {
-    rejects(() => call(withLayer(0, { runningVar: null })), { op, argument: 'model.layers[0].runningVar', expected: 'a float32 tensor [3]', actual: 'null' });
+  // Tensors a layer must not hold where they are put below (made once, freed after the describe).
+  let odd: Record<'gamma' | 'wide' | 'ints' | 'flat', tf.Variable>;
+  beforeAll(() => {
+    odd = { gamma: tf.variable(tf.zeros([3])), wide: tf.variable(tf.zeros([4, 5])), ints: tf.variable(tf.zeros([3], 'int32')), flat: tf.variable(tf.zeros([4])) };
+  });
+  afterAll(() => Object.values(odd).forEach((t) => t.dispose()));
+  // [what, layer, key, the tensor put there, expected, actual]; a wide W shares a dimension with [4, 3].
+  const layerCases: Array<[string, number, string, () => tf.Variable | null, string, string]> = [
+    ['a BN layer with a running mean but no running variance', 0, 'runningVar', () => null, 'a float32 tensor [3]', 'null'],
+    ['γ on the output layer, which the config does not have', 1, 'gamma', () => odd.gamma, 'null (the config has no such parameter here)', 'tensor float32[3]'],
+    ['a W of [4, 5]', 0, 'W', () => odd.wide, 'a float32 tensor [4,3]', 'tensor float32[4,5]'],
+    ['a W of rank 1', 0, 'W', () => odd.flat, 'a float32 tensor [4,3]', 'tensor float32[4]'],
+    ['an int32 b', 0, 'b', () => odd.ints, 'a float32 tensor [3]', 'tensor int32[3]'],
+  ];
+
+  test.each(calls)('%s refuses a layer that does not hold what its config implies, naming it', (op, call) => {
+    for (const [, l, key, tensor, expected, actual] of layerCases)
+      rejects(() => call(withLayer(l, { [key]: tensor() })), { op, argument: `model.layers[${l}].${key}`, expected, actual });
   });
 
-  test.each(calls)('%s refuses a parameter the config does not have (γ on the output layer), and one of the wrong shape', (op, call) => {
-    const extra = tf.variable(tf.zeros([3]));
-    const wrong = tf.variable(tf.zeros([4, 5]));
-    try {
-      rejects(() => call(withLayer(1, { gamma: extra })), { op, argument: 'model.layers[1].gamma', expected: 'null (the config has no such parameter here)', actual: 'tensor float32[3]' });
-      rejects(() => call(withLayer(0, { W: wrong })), { op, argument: 'model.layers[0].W', expected: 'a float32 tensor [4,3]', actual: 'tensor float32[4,5]' });
-    } finally {
-      extra.dispose();
-      wrong.dispose();
-    }
-  });
-
-  test.each(calls)('%s refuses what is not a CoreModel, a missing layer, an int32 tensor and a W of rank 1', (op, call) => {
+  test.each(calls)('%s refuses what is not a CoreModel, and a missing layer', (op, call) => {
     for (const notModel of [null, 7, { layers: model.layers }, { config: model.config, layers: 'layers' }])
       rejects(() => call(notModel as unknown as CoreModel), { op, argument: 'model', expected: 'a CoreModel { config, layers }' });
     rejects(() => call({ config: model.config, layers: [null, model.layers[1]] } as unknown as CoreModel), { op, argument: 'model.layers[0].W', expected: 'a float32 tensor [4,3]', actual: 'undefined' });
-    const ints = tf.variable(tf.zeros([3], 'int32'));
-    const flat = tf.variable(tf.zeros([4]));
-    try {
-      rejects(() => call(withLayer(0, { b: ints })), { op, argument: 'model.layers[0].b', expected: 'a float32 tensor [3]', actual: 'tensor int32[3]' });
-      rejects(() => call(withLayer(0, { W: flat })), { op, argument: 'model.layers[0].W', expected: 'a float32 tensor [4,3]', actual: 'tensor float32[4]' });
-    } finally {
-      ints.dispose();
-      flat.dispose();
-    }
   });
 
   test.each(calls)('%s refuses a model with another number of layers than its config, and a disposed one', (op, call) => {
