@@ -2,20 +2,13 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PIXEL_ROW_BYTES } from './data-kernels.js';
 import { liveDataHelpers, runDataJob, type DataJob, type DataJobOptions } from './data-threads.js';
+import { fillXorshift } from './test-support/cifar-http-server.js';
 
 const helperScript = (name: string) => fileURLToPath(new URL(`./test-support/${name}`, import.meta.url));
 
 /** Pixels of `rows` records on a SharedArrayBuffer (xorshift bytes), or on a plain buffer. */
 function pixelsOf(rows: number, seed: number, shared = true): Uint8Array {
-  const pixels = shared ? new Uint8Array(new SharedArrayBuffer(rows * PIXEL_ROW_BYTES)) : new Uint8Array(rows * PIXEL_ROW_BYTES);
-  let state = seed >>> 0 || 1;
-  for (let i = 0; i < pixels.length; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    pixels[i] = state & 255;
-  }
-  return pixels;
+  return fillXorshift(shared ? new Uint8Array(new SharedArrayBuffer(rows * PIXEL_ROW_BYTES)) : new Uint8Array(rows * PIXEL_ROW_BYTES), seed);
 }
 
 const sharedF64 = (n: number) => new Float64Array(new SharedArrayBuffer(8 * n));

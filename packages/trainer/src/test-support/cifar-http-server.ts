@@ -197,9 +197,8 @@ export function craftTarGz(entries: readonly TarEntrySpec[]): Buffer {
   return gzipSync(Buffer.concat(blocks));
 }
 
-/** `records` CIFAR binary records of xorshift noise, labels (r + seed) mod 10: a batch file to serve. */
-export function batchBytes(records: number, seed: number): Buffer {
-  const bytes = Buffer.alloc(records * CIFAR_RECORD_BYTES);
+/** Fills `bytes` with xorshift32 noise from `seed` (0 counts as 1); returns them. */
+export function fillXorshift<T extends Uint8Array>(bytes: T, seed: number): T {
   let x = seed >>> 0 || 1;
   for (let i = 0; i < bytes.length; i++) {
     x ^= x << 13;
@@ -207,6 +206,12 @@ export function batchBytes(records: number, seed: number): Buffer {
     x ^= x << 5;
     bytes[i] = x & 0xff;
   }
+  return bytes;
+}
+
+/** `records` CIFAR binary records of xorshift noise, labels (r + seed) mod 10: a batch file to serve. */
+export function batchBytes(records: number, seed: number): Buffer {
+  const bytes = fillXorshift(Buffer.alloc(records * CIFAR_RECORD_BYTES), seed);
   for (let r = 0; r < records; r++) bytes[r * CIFAR_RECORD_BYTES] = (r + seed) % 10;
   return bytes;
 }
