@@ -97,10 +97,7 @@ function decodeInto(op: string, bytes: Uint8Array, file: string, target: { pixel
 export function parseCifarBatch(bytes: Uint8Array, source = '<buffer>'): CifarData {
   const op = 'parseCifarBatch';
   if (!(bytes instanceof Uint8Array)) throw new TrainerArgumentError(op, 'bytes', 'a Uint8Array or Buffer', describe(bytes));
-  const count = recordCount(op, bytes.length, source);
-  const target = { pixels: sharedUint8Array(count * CIFAR_PIXELS), labels: new Uint8Array(count) };
-  decodeInto(op, bytes, source, target, 0);
-  return { count, ...target, sources: [source] };
+  return decodeBatches(op, [recordCount(op, bytes.length, source)], [source], () => bytes);
 }
 
 /**
@@ -112,10 +109,18 @@ export function parseCifarBatches(buffers: readonly Uint8Array[], sources: reado
   if (!Array.isArray(buffers) || buffers.length === 0 || buffers.some((b) => !(b instanceof Uint8Array)))
     throw new TrainerArgumentError(op, 'buffers', 'a non-empty array of Uint8Arrays or Buffers', describe(buffers));
   if (!Array.isArray(sources) || sources.length !== buffers.length) throw new TrainerArgumentError(op, 'sources', `${buffers.length} names`, describe(sources));
-  const total = buffers.reduce((sum, bytes, i) => sum + recordCount(op, bytes.length, sources[i]), 0);
+  return decodeBatches(op, buffers.map((bytes, i) => recordCount(op, bytes.length, sources[i])), sources, (i) => buffers[i]);
+}
+
+/**
+ * Records of several batches into one CifarData allocated once (`counts[i]` records from source
+ * i), each batch's bytes asked for only when its turn comes (so a reader holds one raw file).
+ */
+function decodeBatches(op: string, counts: readonly number[], sources: readonly string[], bytesOf: (i: number) => Uint8Array): CifarData {
+  const total = counts.reduce((a, b) => a + b, 0);
   const target = { pixels: sharedUint8Array(total * CIFAR_PIXELS), labels: new Uint8Array(total) };
   let first = 0;
-  buffers.forEach((bytes, i) => (first += decodeInto(op, bytes, sources[i], target, first)));
+  sources.forEach((source, i) => (first += decodeInto(op, bytesOf(i), source, target, first)));
   return { count: total, ...target, sources: [...sources] };
 }
 
@@ -148,17 +153,13 @@ export function readCifarBatches(paths: readonly string[]): CifarData {
 
 function readBatches(op: string, paths: readonly string[], argument: (i: number) => string): CifarData {
   const counts = paths.map((path, i) => recordCount(op, fileSize(op, argument(i), path), path));
-  const total = counts.reduce((a, b) => a + b, 0);
-  const target = { pixels: sharedUint8Array(total * CIFAR_PIXELS), labels: new Uint8Array(total) };
-  let first = 0;
-  paths.forEach((path, i) => {
-    const bytes = readFileSync(path);
+  return decodeBatches(op, counts, paths, (i) => {
+    const bytes = readFileSync(paths[i]);
     // A file that changed size since it was measured is reported, not misread.
     if (bytes.length !== counts[i] * CIFAR_RECORD_BYTES)
-      throw new CifarFormatError(op, 'byte length', `${counts[i] * CIFAR_RECORD_BYTES} bytes (its size when reading began)`, `${bytes.length} bytes`, path, null);
-    first += decodeInto(op, bytes, path, target, first);
+      throw new CifarFormatError(op, 'byte length', `${counts[i] * CIFAR_RECORD_BYTES} bytes (its size when reading began)`, `${bytes.length} bytes`, paths[i], null);
+    return bytes;
   });
-  return { count: total, ...target, sources: [...paths] };
 }
 
 /** Class names by label: the non-empty lines of batches.meta.txt; there must be exactly 10. */
