@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -255,6 +255,16 @@ describe.skipIf(!available)('bnmlp search --queue with bnmlp worker processes', 
     const queue = bullQueue(queueName);
     expect(await queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed')).toEqual({ waiting: 0, active: 0, delayed: 0, completed: 0, failed: 0 });
     await queue.close();
+  });
+
+  it('a worker says how many kernel threads each trial gets: its share of the cores by default (at most 8), --threads when given', async () => {
+    const queueName = newQueue();
+    const [plain] = await workers(queueName, 1);
+    const pinned = new Proc(['worker', '--queue-name', queueName, '--concurrency', '1', '--threads', '1', ...fixture]);
+    await pinned.waitFor(/serving queue /);
+    const share = Math.min(8, availableParallelism());
+    expect(plain.output).toMatch(new RegExp(`, 1 trial at once, ${share} kernel threads? each; data: `));
+    expect(pinned.output).toMatch(/, 1 trial at once, 1 kernel thread each; data: /);
   });
 
   it('a worker killed mid-trial (SIGKILL) loses nothing: another worker reruns its trial, recorded once', async () => {

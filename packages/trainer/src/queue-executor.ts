@@ -741,7 +741,14 @@ export class QueueExecutor implements TrialExecutor {
 /* The worker. */
 
 export type QueueWorkerEvent =
-  | { readonly kind: 'ready'; readonly worker: string; readonly url: string; readonly queueName: string; readonly concurrency: number; readonly redisVersion: string }
+  | {
+      readonly kind: 'ready'; readonly worker: string; readonly url: string; readonly queueName: string; readonly concurrency: number; readonly redisVersion: string;
+      /**
+       * Kernel threads each trial process is set up with ('auto': one per core); null: the trial's
+       * process chooses (trials run in this process, options.runTrial, or null asked: BNMLP_THREADS, else every core).
+       */
+      readonly kernelThreads: number | 'auto' | null;
+    }
   | { readonly kind: 'trial-start'; readonly jobId: string; readonly trial: TrialSpec; readonly attempt: number; readonly attempts: number }
   | { readonly kind: 'trial-end'; readonly jobId: string; readonly result: TrialResult; readonly attempt: number; readonly attempts: number }
   /** A malformed job: failed without running anything. */
@@ -847,12 +854,13 @@ export async function runQueueWorker(options: QueueWorkerOptions): Promise<Queue
   const redisVersion = await probeRedis(target, connectTimeoutMs);
 
   // One executor per slot: a child process each (the worker's event loop stays free to renew locks), or this process for tests.
+  const kernelThreads = options.runTrial ? null : options.kernelThreads === undefined ? kernelThreadsPerProcess(concurrency) : options.kernelThreads;
   const makeSlot = (): TrialExecutor =>
     options.runTrial
       ? new InProcessExecutor({ runTrial: options.runTrial, dataDir: options.dataDir, worker: label })
       : new LocalProcessExecutor({
         workers: 1, dataDir: options.dataDir, backend: options.backend, wasmKernels: options.wasmKernels, relaxedSimd: options.relaxedSimd,
-        kernelThreads: options.kernelThreads === undefined ? kernelThreadsPerProcess(concurrency) : options.kernelThreads,
+        kernelThreads,
         ...(options.execArgv ? { execArgv: options.execArgv } : {}), ...(options.entry ? { entry: options.entry } : {}),
       });
   const slots: TrialExecutor[] = Array.from({ length: concurrency }, makeSlot);
@@ -1010,7 +1018,7 @@ export async function runQueueWorker(options: QueueWorkerOptions): Promise<Queue
       throw explainConnectionFailure(target, error);
     }
     const runLoop = worker.run().catch((error: unknown) => connectionEvent(errorMessage(error)));
-    emit({ kind: 'ready', worker: label, url: target.display, queueName, concurrency, redisVersion });
+    emit({ kind: 'ready', worker: label, url: target.display, queueName, concurrency, redisVersion, kernelThreads });
 
     const abandon = () => {
       abandoning = true;

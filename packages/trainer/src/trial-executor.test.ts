@@ -4,7 +4,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initBackend } from '@bnmlp/core';
+import { initBackend, MAX_KERNEL_THREADS } from '@bnmlp/core';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { TrainerArgumentError } from './errors.js';
 import { drawTrials, type SearchSpec } from './search.js';
@@ -232,10 +232,16 @@ describe('LocalProcessExecutor', () => {
 
   test('each of n pooled processes gets its share of the cores for kernel threads (at least 1)', () => {
     const cores = availableParallelism();
-    expect(kernelThreadsPerProcess(1)).toBe(cores);
+    expect(kernelThreadsPerProcess(1)).toBe(Math.min(cores, MAX_KERNEL_THREADS));
     expect(kernelThreadsPerProcess(cores)).toBe(1);
     expect(kernelThreadsPerProcess(cores * 3)).toBe(1);
-    expect(kernelThreadsPerProcess(2)).toBe(Math.max(1, Math.floor(cores / 2)));
+    expect(kernelThreadsPerProcess(2)).toBe(Math.min(MAX_KERNEL_THREADS, Math.max(1, Math.floor(cores / 2))));
+  });
+
+  test('a machine with more cores than MAX_KERNEL_THREADS gives each process at most that many (configureKernelThreads refuses more)', () => {
+    expect([kernelThreadsPerProcess(1, 16), kernelThreadsPerProcess(2, 16), kernelThreadsPerProcess(3, 16), kernelThreadsPerProcess(1, 64)]).toEqual([MAX_KERNEL_THREADS, 8, 5, MAX_KERNEL_THREADS]);
+    expect(MAX_KERNEL_THREADS).toBe(8);
+    expect([kernelThreadsPerProcess(1, 2), kernelThreadsPerProcess(2, 2), kernelThreadsPerProcess(3, 2)]).toEqual([2, 1, 1]);
   });
 });
 

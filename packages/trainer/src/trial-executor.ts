@@ -68,9 +68,12 @@ export interface BackendSetupOptions {
   readonly kernelThreads?: number | 'auto' | null;
 }
 
-/** Kernel threads per process when `processes` run at once: their share of this machine's cores, at least 1. */
-export function kernelThreadsPerProcess(processes: number): number {
-  return Math.max(1, Math.floor(availableParallelism() / processes));
+/**
+ * Kernel threads per process when `processes` run at once on `cores` (default: this machine's):
+ * their share of the cores, at least 1 and at most MAX_KERNEL_THREADS (a trial process refuses more).
+ */
+export function kernelThreadsPerProcess(processes: number, cores = availableParallelism()): number {
+  return Math.min(MAX_KERNEL_THREADS, Math.max(1, Math.floor(cores / processes)));
 }
 
 /** Applies a backend setup to this process; returns the backend now in use. */

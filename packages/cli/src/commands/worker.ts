@@ -34,6 +34,13 @@ export const WORKER_FLAGS: readonly FlagSpec[] = [
   ...COMMON_FLAGS.filter((f) => SHARED.has(f.flag)),
 ];
 
+/** The ready line's kernel threads per trial. */
+function threadsEach(threads: number | 'auto' | null): string {
+  if (threads === 'auto') return 'a kernel thread per core each';
+  if (threads === null) return 'kernel threads as each trial process chooses';
+  return `${threads} kernel thread${threads === 1 ? '' : 's'} each`;
+}
+
 function workerHelp(): string {
   return [
     'Usage: bnmlp worker [--queue redis://[:password@]host:port[/db]] [options]',
@@ -176,7 +183,10 @@ export const workerCommand: Command = {
         onEvent: (event) => {
           if (event.kind === 'ready') {
             if (!settings.quiet)
-              sink.line(`${op} ${event.worker}: serving queue ${event.queueName} at ${event.url} (Redis ${event.redisVersion}), ${event.concurrency} trial${event.concurrency === 1 ? '' : 's'} at once; data: ${settings.data.description}; backend ${backend.name}. Ctrl-C to stop.`);
+              sink.line(
+                `${op} ${event.worker}: serving queue ${event.queueName} at ${event.url} (Redis ${event.redisVersion}), ${event.concurrency} trial${event.concurrency === 1 ? '' : 's'} at once, ` +
+                `${threadsEach(event.kernelThreads)}; data: ${settings.data.description}; backend ${backend.name}. Ctrl-C to stop.`,
+              );
             return;
           }
           const shown = describeEvent(event);
