@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from './backend.js';
@@ -629,6 +631,44 @@ describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
     shutdownKernelThreads();
     expect(bits(intos[1].subarray(0, 60 * cols))).toEqual(want[1]);
     forgetGatherSource(sources[1]); // no pool: nothing to do
+  });
+
+  test('a forgotten source of 64 MiB or more is freed, not only let go of: the threads restart at once, and its memory leaves the process', async () => {
+    // Arrange: a source of 240 MiB, resident (filled), gathered from once, so the thread holds it.
+    // A kernel thread's isolate collects only when it allocates, which it hardly does: before the
+    // threads ended on forgetting, every training split a process used stayed resident.
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    setFlagsFromString('--expose-gc');
+    const collect = runInNewContext('gc') as () => void;
+    const rows = Math.ceil((240 * 2 ** 20) / (cols * 4));
+    let source: Float32Array | null = new Float32Array(new SharedArrayBuffer(rows * cols * 4)).fill(1);
+    const into = target(40);
+    const gatheredBefore = kernelThreadStats().gatheredByThreads;
+    const gather = gatherRowsInBackground(source, cols, indicesOf(40, rows, 15), into)!;
+    untilClaimed();
+    gather.finish();
+    const held = process.memoryUsage().rss;
+
+    // Act: the thread forgets it; this thread drops it too and collects.
+    expect(kernelThreadStats().gatheredByThreads - gatheredBefore).toBe(40);
+    forgetGatherSource(source);
+    // New threads, started at once: nothing gathered by them yet.
+    expect([wasmKernelStatus().threads, kernelThreadStats().gatheredByThreads]).toEqual([2, 0]);
+    source = null;
+    collect();
+
+    // Assert: within 10 s (the buffer goes when the last isolate holding it has collected).
+    let freed = 0;
+    for (const deadline = performance.now() + 10_000; performance.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+      freed = held - process.memoryUsage().rss;
+      if (freed > 200 * 2 ** 20) break;
+      collect();
+    }
+    expect(freed / 2 ** 20, 'MiB of RSS freed after the source was forgotten and dropped').toBeGreaterThan(200);
+    releaseBatchBuffer(into);
+    const before = threadedProductCount();
+    expect(bits(Float32Array.from(product()))).toEqual(bits(Float32Array.from(product()))); // the threads work again
+    expect(threadedProductCount() - before).toBe(2);
   });
 
   test('finish(), releasing the target and shutting down each wait for the row the kernel thread is copying', () => {

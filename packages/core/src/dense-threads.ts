@@ -441,16 +441,19 @@ export class DenseThreads {
   }
 
   /**
-   * Makes the kernel threads let go of a gather source now (a whole data set, perhaps: its memory
-   * is freed once nothing else holds it). They also drop the oldest past MAX_GATHER_SOURCES.
+   * Makes the kernel threads let go of a gather source now (their isolates still hold its buffer
+   * until they collect: see wasm-kernels.ts forgetGatherSource). They also drop the oldest past
+   * MAX_GATHER_SOURCES. Returns whether a thread held it.
    */
-  forgetGatherSource(buffer: ArrayBufferLike): void {
+  forgetGatherSource(buffer: ArrayBufferLike): boolean {
     if (this.gather?.source.buffer === buffer) this.finishGather();
-    if (this.broken) return;
+    if (this.broken) return false;
     this.pauseGather();
+    let held = false;
     for (const thread of this.workers) {
       const at = thread.sources.findIndex((s) => s.buffer.deref() === buffer);
       if (at < 0) continue;
+      held = true;
       thread.sourcePort.postMessage({ drop: thread.sources[at].id });
       thread.sources.splice(at, 1);
       // A request of its own, so that the thread drops it now, not at its next gather.
@@ -459,6 +462,7 @@ export class DenseThreads {
       this.sourcesHeld = { count: thread.ctrl[INT_ARGS], kib: thread.ctrl[INT_ARGS + 1] };
     }
     this.resumeGather();
+    return held;
   }
 
   /** Rows of the pending gather no thread has claimed yet (tests wait on it). */

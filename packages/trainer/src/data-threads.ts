@@ -26,8 +26,9 @@ training split) until its own garbage collection, which an idle thread does not 
 keeps the process alive (unref). Only pixels and outputs on SharedArrayBuffers can be shared;
 anything else runs on this thread. V8 starts no garbage collection for SharedArrayBuffer
 allocations as it does for other ArrayBuffers (30 dropped 100 MB SharedArrayBuffers in a row
-peaked at 3 GB RSS here, ArrayBuffers at 0.3 GB), so only what must be shared is: the readers'
-raw files stay ordinary Buffers and still prompt collections.
+peaked at 3 GB RSS here, ArrayBuffers at 0.3 GB), so only what must be shared is (the readers'
+raw files stay ordinary Buffers), and large shared buffers are announced to V8 (cifar.ts
+sharedBuffer).
 */
 
 export type DataJob =
