@@ -14,7 +14,7 @@ import { createPrng, nextNormal } from './prng.js';
 import { createMomentumState, disposeMomentumState, trainStep, type MomentumState } from './train-step.js';
 import {
   allowRelaxedSimd, configureKernelThreads, configureWasmKernels, createBatchBuffer, kernelThreadStats, denseMomentumStep, releaseBatchBuffer, denseScores,
-  denseWeightGradient, forgetGatherSource, gatherRowsInBackground, setKernelIdleTask, shutdownKernelThreads, threadedProductCount, wasmKernelStatus,
+  denseWeightGradient, forgetGatherSource, gatherRowsInBackground, RESTART_FOR_SOURCE_BYTES, setKernelIdleTask, shutdownKernelThreads, threadedProductCount, wasmKernelStatus,
   type WasmKernelVariant,
 } from './wasm-kernels.js';
 
@@ -669,6 +669,37 @@ describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
     const before = threadedProductCount();
     expect(bits(Float32Array.from(product()))).toEqual(bits(Float32Array.from(product()))); // the threads work again
     expect(threadedProductCount() - before).toBe(2);
+  });
+
+  test('the threads restart for a held source of exactly 64 MiB, not for one just under it, one never held, or with no threads running', () => {
+    // Arrange: after a restart the new threads have gathered nothing, so the count says which happened.
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    const floats = RESTART_FOR_SOURCE_BYTES / 4;
+    const width = 256; // divides both sources' lengths
+    const gatheredFrom = (source: Float32Array) => {
+      const into = createBatchBuffer(8 * width);
+      const gather = gatherRowsInBackground(source, width, indicesOf(8, source.length / width, 16), into)!;
+      untilClaimed();
+      gather.finish();
+      releaseBatchBuffer(into);
+      expect(kernelThreadStats().gatheredByThreads).toBeGreaterThan(0);
+    };
+    const restarted = () => kernelThreadStats().gatheredByThreads === 0;
+    const under = new Float32Array(new SharedArrayBuffer(RESTART_FOR_SOURCE_BYTES - 4 * width));
+    const exact = new Float32Array(new SharedArrayBuffer(RESTART_FOR_SOURCE_BYTES));
+
+    // Act + Assert
+    gatheredFrom(under);
+    forgetGatherSource(under);
+    expect(restarted(), 'just under 64 MiB').toBe(false);
+    forgetGatherSource(exact); // never held
+    expect(restarted(), 'never held').toBe(false);
+    gatheredFrom(exact);
+    forgetGatherSource(exact);
+    expect(restarted(), 'exactly 64 MiB').toBe(true);
+    expect(floats * 4).toBe(64 * 2 ** 20);
+    shutdownKernelThreads();
+    expect(() => forgetGatherSource(exact)).not.toThrow(); // no threads: nothing to do
   });
 
   test('finish(), releasing the target and shutting down each wait for the row the kernel thread is copying', () => {
