@@ -365,9 +365,6 @@ function parseInteger(op: string, flag: string, text: string | undefined, fallba
   return value;
 }
 
-/** --threads (experiments/common.ts), as the bench's tests import it from here. */
-export { parseThreads };
-
 export type BenchSuite = 'core' | 'trainer' | 'all';
 
 export interface ParsedBenchArgs {
