@@ -651,9 +651,10 @@ describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
 
     // Act: the thread forgets it; this thread drops it too and collects.
     expect(kernelThreadStats().gatheredByThreads - gatheredBefore).toBe(40);
+    const restartsBefore = kernelThreadStats().threadRestarts;
     forgetGatherSource(source);
-    // New threads, started at once: nothing gathered by them yet.
-    expect([wasmKernelStatus().threads, kernelThreadStats().gatheredByThreads]).toEqual([2, 0]);
+    // New threads, started at once, on the same memory.
+    expect([wasmKernelStatus().threads, kernelThreadStats().threadRestarts - restartsBefore]).toEqual([2, 1]);
     source = null;
     collect();
 
@@ -665,10 +666,20 @@ describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
       collect();
     }
     expect(freed / 2 ** 20, 'MiB of RSS freed after the source was forgotten and dropped').toBeGreaterThan(200);
-    releaseBatchBuffer(into);
     const before = threadedProductCount();
     expect(bits(Float32Array.from(product()))).toEqual(bits(Float32Array.from(product()))); // the threads work again
     expect(threadedProductCount() - before).toBe(2);
+    // The batch buffer made before the restart is still in the threads' memory: the new thread gathers into it.
+    const small = sharedRows(64, 17);
+    const indices = indicesOf(40, 64, 18);
+    const gatheredAfter = kernelThreadStats().gatheredByThreads;
+    const again = gatherRowsInBackground(small, cols, indices, into);
+    expect(again, 'a gather into the batch buffer made before the restart').not.toBeNull();
+    untilClaimed();
+    again!.finish();
+    expect(bits(into.subarray(0, 40 * cols))).toEqual(bits(expected(small, indices)));
+    expect(kernelThreadStats().gatheredByThreads).toBeGreaterThan(gatheredAfter);
+    releaseBatchBuffer(into);
   });
 
   test('the threads restart for a held source of exactly 64 MiB, not for one just under it, one never held, or with no threads running', () => {
@@ -684,7 +695,8 @@ describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
       releaseBatchBuffer(into);
       expect(kernelThreadStats().gatheredByThreads).toBeGreaterThan(0);
     };
-    const restarted = () => kernelThreadStats().gatheredByThreads === 0;
+    let restarts = kernelThreadStats().threadRestarts;
+    const restarted = () => restarts !== (restarts = kernelThreadStats().threadRestarts);
     const under = new Float32Array(new SharedArrayBuffer(RESTART_FOR_SOURCE_BYTES - 4 * width));
     const exact = new Float32Array(new SharedArrayBuffer(RESTART_FOR_SOURCE_BYTES));
 
@@ -700,6 +712,44 @@ describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
     expect(floats * 4).toBe(64 * 2 ** 20);
     shutdownKernelThreads();
     expect(() => forgetGatherSource(exact)).not.toThrow(); // no threads: nothing to do
+  });
+
+  test('a source of 64 MiB or more dropped past the 2 a thread holds is freed the same way: the threads restart before taking the third', () => {
+    // Arrange: a 64 MiB source (not filled: only held, never resident) and three small ones.
+    configureKernelThreads(2, { minWork: 0, adaptive: false });
+    const width = 256; // divides every source's length
+    const large = new Float32Array(new SharedArrayBuffer(RESTART_FOR_SOURCE_BYTES));
+    const shared = [1, 2, 3].map((seed) => {
+      const data = new Float32Array(new SharedArrayBuffer(64 * width * 4));
+      data.set(normals(seed, 64 * width));
+      return data;
+    });
+    const into = createBatchBuffer(8 * width);
+    const restartsAfter = (source: Float32Array) => {
+      const before = kernelThreadStats().threadRestarts;
+      const indices = indicesOf(8, source.length / width, 19);
+      into.fill(NaN);
+      const gather = gatherRowsInBackground(source, width, indices, into);
+      expect(gather, 'a gather on the kernel thread').not.toBeNull();
+      untilClaimed();
+      gather!.finish();
+      const want = new Float32Array(8 * width);
+      indices.forEach((row, r) => want.set(source.subarray(row * width, (row + 1) * width), r * width));
+      expect(bits(into.subarray(0, 8 * width))).toEqual(bits(want));
+      return kernelThreadStats().threadRestarts - before;
+    };
+
+    // Act + Assert: large, then two small ones; the second small one drops the large one.
+    expect(restartsAfter(large), 'held: large').toBe(0);
+    expect(restartsAfter(shared[0]), 'held: large, small 0').toBe(0);
+    expect(restartsAfter(large), 'held already: nothing dropped').toBe(0);
+    expect(restartsAfter(shared[1]), 'drops the large one').toBe(1);
+    // The new threads hold only the small one just taken; dropping a small one restarts nothing.
+    expect(restartsAfter(shared[0]), 'held: small 1, small 0').toBe(0);
+    expect(restartsAfter(shared[2]), 'drops small 1').toBe(0);
+    forgetGatherSource(shared[2]);
+    expect(kernelThreadStats().gatherSourcesHeld).toEqual({ count: 1, kib: 64 });
+    releaseBatchBuffer(into);
   });
 
   test('finish(), releasing the target and shutting down each wait for the row the kernel thread is copying', () => {

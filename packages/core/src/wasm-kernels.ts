@@ -5,6 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { availableParallelism } from 'node:os';
 import v8 from 'node:v8';
 import { DenseThreads, packedFloats, type DenseKernels, type RowsRef, type TensorRef } from './dense-threads.js';
+export { RESTART_FOR_SOURCE_BYTES } from './dense-threads.js';
 import { CoreArgumentError, describeValue } from './errors.js';
 
 // TensorFlow.js kernels of our own on the wasm backend (AssemblyScript sources in assembly/).
@@ -236,16 +237,18 @@ export function threadedProductCount(): number {
 /**
  * The current pool, for tests: its deferred outputs (Note [Deferred copies of the weight step's
  * outputs]) still waiting for their copy into the tfjs heap and the copies made so far, and the
- * rows of the last x·W the caller's thread computed itself (see shareBesideIdleTask).
+ * rows of the last x·W the caller's thread computed itself (see shareBesideIdleTask), the gather
+ * rows the threads copied, the sources they hold, and how often they were restarted to free one.
  */
 export function kernelThreadStats(): {
   deferredWaiting: number; deferredCopied: number; lastForwardCallerRows: number; gatheredByThreads: number; gatherRowsLeft: number;
-  gatherSourcesHeld: { count: number; kib: number };
+  gatherSourcesHeld: { count: number; kib: number }; threadRestarts: number;
 } {
   const threads = pool?.threads;
   return {
     deferredWaiting: threads?.deferredCount ?? 0, deferredCopied: threads?.deferredFlushes ?? 0, lastForwardCallerRows: threads?.lastForwardCallerRows ?? 0,
     gatheredByThreads: threads?.gatheredByThreads ?? 0, gatherRowsLeft: threads?.gatherRowsLeft ?? 0, gatherSourcesHeld: threads?.sourcesHeld ?? { count: 0, kib: 0 },
+    threadRestarts: threads?.restarts ?? 0,
   };
 }
 
@@ -278,8 +281,8 @@ export interface BackgroundGather {
  * Returns null when no kernel thread can: threads off (or the pool cannot run), `source` not
  * on a SharedArrayBuffer (the thread cannot see it), or `target` not a createBatchBuffer array
  * in the threads' memory; copy the rows here then. One gather at a time: starting one finishes
- * the last. The thread holds on to `source`'s buffer (at most 2 at a time) until
- * forgetGatherSource. Neither `source` nor `target` may be written until finish().
+ * the last. The thread holds on to `source`'s buffer (at most 2 at a time: a third drops the
+ * oldest) until forgetGatherSource. Neither `source` nor `target` may be written until finish().
  */
 export function gatherRowsInBackground(source: Float32Array, cols: number, rowIndices: Int32Array, target: Float32Array): BackgroundGather | null {
   const op = 'gatherRowsInBackground';
@@ -302,22 +305,13 @@ export function gatherRowsInBackground(source: Float32Array, cols: number, rowIn
 /**
  * Lets the kernel threads drop their hold on `source`'s buffer (see gatherRowsInBackground),
  * finishing a gather from it first. A source of RESTART_FOR_SOURCE_BYTES or more also restarts
- * the threads: a kernel thread never returns to its event loop, so its isolate collects garbage
- * only when it allocates, which it hardly does, and a SharedArrayBuffer it once held stayed
- * referenced, and resident, for good (five data sets prepared and trained on in one process grew
- * it to 3.2 GB RSS, against 1.9 GB peak with the restart). Ending a thread frees what it held;
- * the new ones start now (≈ 70 ms here), so that the next product does not wait for them.
+ * the threads on the same memory (batch buffers stay valid), since only that frees it: see
+ * dense-threads.ts RESTART_FOR_SOURCE_BYTES. The same holds for a source the threads drop
+ * because they hold 2 others.
  */
 export function forgetGatherSource(source: Float32Array): void {
-  const held = pool?.threads.forgetGatherSource(source.buffer) ?? false;
-  if (!held || source.buffer.byteLength < RESTART_FOR_SOURCE_BYTES) return;
-  const variant = pool!.variant;
-  shutdownKernelThreads();
-  startedPool(variant);
+  pool?.threads.forgetGatherSource(source.buffer);
 }
-
-/** See forgetGatherSource: smaller sources are let go of without ending the threads. */
-export const RESTART_FOR_SOURCE_BYTES = 64 * 2 ** 20;
 
 /** Ends the kernel threads (they restart on the next threaded product). Safe to call at any time. */
 export function shutdownKernelThreads(): void {
