@@ -815,6 +815,57 @@ describe('gathering rows on a kernel thread (gatherRowsInBackground)', () => {
     }
   });
 
+  describe('restarting the threads for a large source the thread would drop', () => {
+    const width = 256;
+    const indices = Int32Array.of(3, 0, 2, 1);
+    /** A pool of our own that has gathered from a 64 MiB source (held: the oldest of 2 after the next). */
+    const poolHoldingLarge = () => {
+      const pool = new DenseThreads(sharedModule(variants[0]), 2, WORKER_URL);
+      const into = pool.rowsBuffer(4 * width);
+      pool.startGather(new Float32Array(new SharedArrayBuffer(RESTART_FOR_SOURCE_BYTES)), width, indices, into)!.finish();
+      const small = [1, 2].map((value) => new Float32Array(new SharedArrayBuffer(4 * width * 4)).fill(value));
+      return { pool, into, small };
+    };
+    const internals = (pool: DenseThreads) => pool as unknown as { workers: Array<{ worker: { terminate(): Promise<number> } }>; broken: string | null; workerUrl: URL };
+
+    test('a pool that broke finishing the pending gather is not restarted (a hung thread would not end), and starts no gather', async () => {
+      // Arrange: the thread terminated, its end not noticed (a hung thread, as above); a gather
+      // from a small source posted to it, never answered. Answers time out fast.
+      const { pool, into, small } = poolHoldingLarge();
+      pool.answerTimeoutMs = 300;
+      await internals(pool).workers[0].worker.terminate();
+      internals(pool).broken = null;
+      expect(pool.startGather(small[0], width, indices, into)).not.toBeNull();
+
+      // Act: a second small source would drop the large one; finishing the pending gather breaks the pool first.
+      const next = pool.startGather(small[1], width, indices, into);
+
+      // Assert: the pending gather's rows were copied here; no restart, no new gather.
+      expect(next).toBeNull();
+      expect(pool.failure).toMatch(/did not answer/);
+      expect(pool.restarts).toBe(0);
+      expect(into.every((x) => x === 1)).toBe(true);
+      pool.shutdown();
+    });
+
+    test('a restart whose new threads do not start leaves the pool broken, saying why, and the gather that asked for it null', () => {
+      // Arrange: new workers from a script that never says it is ready; a start times out fast.
+      const { pool, into, small } = poolHoldingLarge();
+      pool.startGather(small[0], width, indices, into)!.finish();
+      pool.startTimeoutMs = 200;
+      internals(pool).workerUrl = new URL('data:text/javascript,setInterval(() => {}, 1000)');
+
+      // Act
+      const next = pool.startGather(small[1], width, indices, into);
+
+      // Assert
+      expect(next).toBeNull();
+      expect(pool.restarts).toBe(1);
+      expect(pool.failure).toBe('a kernel thread did not start within 0.2 s');
+      pool.shutdown();
+    });
+  });
+
   test('null when no kernel thread can (then copy the rows here); bad arguments are CoreArgumentErrors naming them', () => {
     configureKernelThreads(2, { minWork: 0, adaptive: false });
     const source = sharedRows(20, 20);

@@ -216,6 +216,8 @@ export class DenseThreads {
   backOffs = 0;
   /** How long the caller waits for a thread's answer before the pool counts as broken (tests shorten it). */
   answerTimeoutMs = ANSWER_TIMEOUT_MS;
+  /** How long a restart waits for each new worker to start (tests shorten it). */
+  startTimeoutMs = START_TIMEOUT_MS;
   private top = 0;
   private readonly spare = new Map<number, number[]>();
   private readonly named = new Map<string, Region & { tag: object | null }>();
@@ -272,10 +274,10 @@ export class DenseThreads {
     // A worker boots on its own thread (no event loop turn needed here), so waiting is safe; one
     // that cannot start (say, its script is missing) would otherwise be found out only by a timeout.
     for (const w of this.workers) {
-      if (Atomics.wait(w.ctrl, READY, 0, START_TIMEOUT_MS) === 'timed-out' && Atomics.load(w.ctrl, READY) === 0) {
+      if (Atomics.wait(w.ctrl, READY, 0, this.startTimeoutMs) === 'timed-out' && Atomics.load(w.ctrl, READY) === 0) {
         for (const other of this.workers) void other.worker.terminate();
         this.workers.length = 0;
-        throw new DenseThreadsError(`a kernel thread did not start within ${START_TIMEOUT_MS / 1000} s`);
+        throw new DenseThreadsError(`a kernel thread did not start within ${this.startTimeoutMs / 1000} s`);
       }
     }
   }
@@ -283,16 +285,16 @@ export class DenseThreads {
   /**
    * Replaces the worker threads by new ones on the same memory, to free what the old ones'
    * isolates held (see RESTART_FOR_SOURCE_BYTES); batch buffers, kept copies and deferred outputs
-   * live in the memory and stay valid. The new threads are started now (≈ 70 ms here), so that
-   * the next product does not wait for them. A pool that cannot start them counts as broken.
+   * live in the memory and stay valid. The new threads are started now (≈ 50 ms here), so that
+   * the next product does not wait for them. A pool that cannot start them counts as broken, and
+   * a broken pool is not restarted (a hung thread would not end).
    */
   restartThreads(): void {
     this.finishGather();
     if (this.broken) return;
     for (const w of this.workers) {
       // Its exit is asked for: not a failure of the pool.
-      w.worker.removeAllListeners('exit');
-      w.worker.removeAllListeners('error');
+      w.worker.removeAllListeners();
       this.post(w, OP_EXIT);
     }
     this.workers.length = 0;
