@@ -1,7 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { CIFAR_CLASSES, CIFAR_PIXELS, CIFAR_RECORD_BYTES, parseCifarBatch, parseCifarBatches, sharedUint8Array, type CifarData, type CifarDataset } from './cifar.js';
+import { CIFAR_CLASSES, CIFAR_PIXELS, CIFAR_RECORD_BYTES, decodeCifarBatches, parseCifarBatch, sharedUint8Array, type CifarData, type CifarDataset } from './cifar.js';
 import { parseCifarMat, parseCifarMatMeta } from './cifar-mat.js';
 import { parseCifarPickle, parseCifarPickleMeta } from './cifar-python.js';
 import { CifarFormatError, TrainerArgumentError } from './errors.js';
@@ -204,13 +204,17 @@ function concatData(parts: readonly CifarData[]): CifarData {
   return { count, pixels, labels, sources: parts.flatMap((part) => part.sources) };
 }
 
-function readHashed(op: string, path: string): { bytes: Buffer; hash: CifarFileHash } {
-  let bytes: Buffer;
+/** `access(path)`, with a failure (the file vanished, say) reported as a TrainerArgumentError naming the file. */
+function fileAccess<T>(op: string, path: string, access: (path: string) => T): T {
   try {
-    bytes = readFileSync(path);
+    return access(path);
   } catch (error) {
     throw new TrainerArgumentError(op, 'file', 'an existing, readable file', `'${path}' (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
   }
+}
+
+function readHashed(op: string, path: string): { bytes: Buffer; hash: CifarFileHash } {
+  const bytes = fileAccess(op, path, (file) => readFileSync(file));
   return { bytes, hash: fileHash(path, bytes.length, createHash('sha256').update(bytes), createHash('md5').update(bytes)) };
 }
 
@@ -297,10 +301,11 @@ export function loadCifarDataset(dir: string, options: LoadCifarDatasetOptions =
   };
   let train: CifarData;
   if (format === 'binary') {
-    // Binary files are decoded straight into one array (no per-file copies to concatenate).
-    const raw = trainPaths.map((path) => readBatch(path, 'train'));
-    train = parseNamed(op, trainPaths.join(', '), () => parseCifarBatches(raw.map((r) => r.bytes), trainPaths));
-    raw.forEach(({ path, bytes }) => checkRecords(path, bytes.length / CIFAR_RECORD_BYTES));
+    // Binary files are decoded straight into one array (no per-file copies to concatenate), each
+    // read when its turn comes: one raw file held at a time besides the result.
+    const batches = trainPaths.map((path) => ({ name: path, bytes: fileAccess(op, path, (file) => statSync(file).size) }));
+    train = parseNamed(op, trainPaths.join(', '), () => decodeCifarBatches(batches, (i) => readBatch(trainPaths[i], 'train').bytes));
+    batches.forEach(({ name, bytes }) => checkRecords(name, bytes / CIFAR_RECORD_BYTES));
   } else {
     train = concatData(trainPaths.map((path) => parseBatch(readBatch(path, 'train'))));
   }

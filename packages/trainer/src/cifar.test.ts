@@ -8,6 +8,7 @@ import {
   CIFAR_PIXELS,
   CIFAR_RECORD_BYTES,
   computeFeatureStats,
+  decodeCifarBatches,
   firstFeatures,
   locateSharedCifar,
   parseCifarBatch,
@@ -50,6 +51,71 @@ beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'bnmlp-cifar-'));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('decodeCifarBatches', () => {
+  const batches = [batchBytes([3, 0]), batchBytes([9]), batchBytes([5, 6, 7])];
+  const named = (sizes: readonly number[]) => sizes.map((bytes, i) => ({ name: `b${i}.bin`, bytes }));
+
+  it('decodes the batches in order into one array, asking for each batch once, in turn', () => {
+    // Arrange
+    const asked: number[] = [];
+
+    // Act
+    const data = decodeCifarBatches(named(batches.map((b) => b.length)), (i) => (asked.push(i), batches[i]));
+
+    // Assert: the same records as each batch parsed alone, one after another.
+    const alone = batches.map((b) => parseCifarBatch(b));
+    expect(asked).toEqual([0, 1, 2]);
+    expect(data.count).toBe(6);
+    expect(Array.from(data.labels)).toEqual([3, 0, 9, 5, 6, 7]);
+    expect(Array.from(data.pixels)).toEqual(alone.flatMap((d) => Array.from(d.pixels)));
+    expect(data.pixels.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(data.sources).toEqual(['b0.bin', 'b1.bin', 'b2.bin']);
+  });
+
+  it('asks for a batch only when its turn comes: a bad label in the first stops before the second is asked for', () => {
+    // Arrange
+    const bad = batchBytes([1, 12]);
+    const asked: number[] = [];
+
+    // Act
+    const error = thrown(() => decodeCifarBatches(named([bad.length, batches[1].length]), (i) => (asked.push(i), i === 0 ? bad : batches[1]))) as CifarFormatError;
+
+    // Assert
+    expect(asked).toEqual([0]);
+    expect([error.op, error.file, error.record, error.argument]).toEqual(['decodeCifarBatches', 'b0.bin', 1, 'label byte']);
+  });
+
+  it('checks every announced size before asking for any bytes, and reports bytes of another length than announced', () => {
+    // Arrange
+    const asked: number[] = [];
+    const ask = (i: number) => (asked.push(i), batches[i]);
+
+    // Act
+    const badSize = thrown(() => decodeCifarBatches(named([batches[0].length, CIFAR_RECORD_BYTES + 2]), ask)) as CifarFormatError;
+    const changed = thrown(() => decodeCifarBatches(named([batches[0].length, 2 * CIFAR_RECORD_BYTES]), ask)) as CifarFormatError;
+
+    // Assert: the first asked for nothing; the second named the batch whose bytes differ.
+    expect([badSize.file, badSize.argument, badSize.actual]).toEqual(['b1.bin', 'byte length', '3075 bytes (1 whole records + 2 bytes)']);
+    expect(asked).toEqual([0, 1]);
+    expect([changed.op, changed.file, changed.expected, changed.actual]).toEqual(['decodeCifarBatches', 'b1.bin', '6146 bytes (its size when reading began)', '3073 bytes']);
+  });
+
+  it('rejects bad arguments, naming them', () => {
+    const cases: Array<[() => unknown, string]> = [
+      [() => decodeCifarBatches([], () => batches[0]), 'batches'],
+      [() => decodeCifarBatches([{ name: 'x', bytes: -1 }], () => batches[0]), 'batches[0]'],
+      [() => decodeCifarBatches([{ name: 3, bytes: 3073 }] as never, () => batches[0]), 'batches[0]'],
+      [() => decodeCifarBatches(named([3073]), null as never), 'bytesOf'],
+      [() => decodeCifarBatches(named([3073]), () => [1] as never), 'bytesOf(0)'],
+    ];
+    for (const [call, argument] of cases) {
+      const error = thrown(call) as TrainerArgumentError;
+      expect(error, argument).toBeInstanceOf(TrainerArgumentError);
+      expect([error.op, error.argument]).toEqual(['decodeCifarBatches', argument]);
+    }
+  });
+});
 
 describe('parseCifarBatch', () => {
   it('splits labels from pixels record by record', () => {

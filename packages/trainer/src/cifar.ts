@@ -100,27 +100,51 @@ export function parseCifarBatch(bytes: Uint8Array, source = '<buffer>'): CifarDa
   return decodeBatches(op, [recordCount(op, bytes.length, source)], [source], () => bytes);
 }
 
+/** One binary batch for decodeCifarBatches: its name (in errors, and in the result's sources) and its size in bytes. */
+export interface CifarBatchSource {
+  readonly name: string;
+  readonly bytes: number;
+}
+
 /**
- * Parses several binary batches into one CifarData, allocated once, the records of each after
- * the previous one's. `sources` name the buffers in errors.
+ * Decodes binary batches into one CifarData, allocated once, the records of each batch after the
+ * previous one's. `batches` give every batch's name and size first, so the result is allocated
+ * before any is read; `bytesOf(i)` is asked for batch i's bytes only when its turn comes, so a
+ * reader of files holds one raw file at a time. Bytes of another length than announced are
+ * reported, not misread.
  */
-export function parseCifarBatches(buffers: readonly Uint8Array[], sources: readonly string[]): CifarData {
-  const op = 'parseCifarBatches';
-  if (!Array.isArray(buffers) || buffers.length === 0 || buffers.some((b) => !(b instanceof Uint8Array)))
-    throw new TrainerArgumentError(op, 'buffers', 'a non-empty array of Uint8Arrays or Buffers', describe(buffers));
-  if (!Array.isArray(sources) || sources.length !== buffers.length) throw new TrainerArgumentError(op, 'sources', `${buffers.length} names`, describe(sources));
-  return decodeBatches(op, buffers.map((bytes, i) => recordCount(op, bytes.length, sources[i])), sources, (i) => buffers[i]);
+export function decodeCifarBatches(batches: readonly CifarBatchSource[], bytesOf: (i: number) => Uint8Array): CifarData {
+  const op = 'decodeCifarBatches';
+  if (!Array.isArray(batches) || batches.length === 0) throw new TrainerArgumentError(op, 'batches', 'a non-empty array of { name, bytes }', describe(batches));
+  batches.forEach((batch, i) => {
+    if (!batch || typeof batch.name !== 'string' || !Number.isInteger(batch.bytes) || batch.bytes < 0)
+      throw new TrainerArgumentError(op, `batches[${i}]`, '{ name: a string, bytes: an integer >= 0 }', describe(batch));
+  });
+  if (typeof bytesOf !== 'function') throw new TrainerArgumentError(op, 'bytesOf', 'a function (i) => Uint8Array', describe(bytesOf));
+  const sources = batches.map((batch) => batch.name);
+  const counts = batches.map((batch) => recordCount(op, batch.bytes, batch.name));
+  return decodeBatches(op, counts, sources, (i) => {
+    const bytes = bytesOf(i);
+    if (!(bytes instanceof Uint8Array)) throw new TrainerArgumentError(op, `bytesOf(${i})`, 'a Uint8Array or Buffer', describe(bytes));
+    return bytes;
+  });
 }
 
 /**
  * Records of several batches into one CifarData allocated once (`counts[i]` records from source
- * i), each batch's bytes asked for only when its turn comes (so a reader holds one raw file).
+ * i), each batch's bytes asked for only when its turn comes (so a reader holds one raw file); bytes
+ * of another length than counts[i] records are reported (a file that changed since it was measured).
  */
 function decodeBatches(op: string, counts: readonly number[], sources: readonly string[], bytesOf: (i: number) => Uint8Array): CifarData {
   const total = counts.reduce((a, b) => a + b, 0);
   const target = { pixels: sharedUint8Array(total * CIFAR_PIXELS), labels: new Uint8Array(total) };
   let first = 0;
-  sources.forEach((source, i) => (first += decodeInto(op, bytesOf(i), source, target, first)));
+  sources.forEach((source, i) => {
+    const bytes = bytesOf(i);
+    if (bytes.length !== counts[i] * CIFAR_RECORD_BYTES)
+      throw new CifarFormatError(op, 'byte length', `${counts[i] * CIFAR_RECORD_BYTES} bytes (its size when reading began)`, `${bytes.length} bytes`, source, null);
+    first += decodeInto(op, bytes, source, target, first);
+  });
   return { count: total, ...target, sources: [...sources] };
 }
 
@@ -153,13 +177,7 @@ export function readCifarBatches(paths: readonly string[]): CifarData {
 
 function readBatches(op: string, paths: readonly string[], argument: (i: number) => string): CifarData {
   const counts = paths.map((path, i) => recordCount(op, fileSize(op, argument(i), path), path));
-  return decodeBatches(op, counts, paths, (i) => {
-    const bytes = readFileSync(paths[i]);
-    // A file that changed size since it was measured is reported, not misread.
-    if (bytes.length !== counts[i] * CIFAR_RECORD_BYTES)
-      throw new CifarFormatError(op, 'byte length', `${counts[i] * CIFAR_RECORD_BYTES} bytes (its size when reading began)`, `${bytes.length} bytes`, paths[i], null);
-    return bytes;
-  });
+  return decodeBatches(op, counts, paths, (i) => readFileSync(paths[i]));
 }
 
 /** Class names by label: the non-empty lines of batches.meta.txt; there must be exactly 10. */
