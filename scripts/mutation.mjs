@@ -2,10 +2,12 @@
 // `pnpm mutation`: StrykerJS over @bnmlp/reference and @bnmlp/core (packages/<pkg>/stryker.config.mjs:
 // vitest runner, per-test coverage, incremental), then the planted kernel bugs
 // (packages/core/scripts/kernel-mutants.mjs, also `pnpm mutation:kernels`). Not part of `npm test`.
+// @bnmlp/trainer only when asked for (`--package trainer`, usually with --mutate): its whole
+// suite (Redis, trial processes, full-size data) is too slow to run per mutant over all of src.
 // Prints the mutation score per file and per package, every surviving mutant (file:line, mutator,
 // replacement), and where the HTML reports are (reports/mutation/<pkg>/index.html).
 //
-//   node scripts/mutation.mjs [--package reference|core] [--mutate 'src/a.ts,src/b.ts']
+//   node scripts/mutation.mjs [--package reference|core|trainer] [--mutate 'src/a.ts,src/b.ts']
 //                             [--concurrency N] [--no-kernels] [--report-only] [--ignore-static] [--events]
 //
 // --ignore-static: Stryker's ignoreStatic, for a quicker partial run: mutants in code that runs
@@ -26,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PACKAGES = ['reference', 'core'];
+const ON_REQUEST = ['trainer'];
 
 const args = process.argv.slice(2);
 const option = (name) => {
@@ -33,8 +36,8 @@ const option = (name) => {
   return i >= 0 ? args[i + 1] : undefined;
 };
 const chosen = option('package');
-if (chosen !== undefined && !PACKAGES.includes(chosen)) {
-  console.error(`mutation: --package must be one of ${PACKAGES.join(', ')}, got '${chosen}'`);
+if (chosen !== undefined && ![...PACKAGES, ...ON_REQUEST].includes(chosen)) {
+  console.error(`mutation: --package must be one of ${[...PACKAGES, ...ON_REQUEST].join(', ')}, got '${chosen}'`);
   process.exit(2);
 }
 const packages = chosen ? [chosen] : PACKAGES;

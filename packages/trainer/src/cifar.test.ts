@@ -98,21 +98,30 @@ describe('decodeCifarBatches', () => {
     // Assert: the first asked for nothing; the second named the batch whose bytes differ.
     expect([badSize.file, badSize.argument, badSize.actual]).toEqual(['b1.bin', 'byte length', '3075 bytes (1 whole records + 2 bytes)']);
     expect(asked).toEqual([0, 1]);
-    expect([changed.op, changed.file, changed.expected, changed.actual]).toEqual(['decodeCifarBatches', 'b1.bin', '6146 bytes (its size when reading began)', '3073 bytes']);
+    expect([changed.op, changed.file, changed.argument, changed.expected, changed.actual]).toEqual([
+      'decodeCifarBatches', 'b1.bin', 'byte length', '6146 bytes (its size when reading began)', '3073 bytes',
+    ]);
+  });
+
+  it('an empty batch is a format error naming it, as an empty file is', () => {
+    const error = thrown(() => decodeCifarBatches(named([0]), () => new Uint8Array(0))) as CifarFormatError;
+    expect(error).toBeInstanceOf(CifarFormatError);
+    expect([error.file, error.argument, error.actual]).toEqual(['b0.bin', 'byte length', '0 bytes (0 whole records + 0 bytes)']);
   });
 
   it('rejects bad arguments, naming them', () => {
-    const cases: Array<[() => unknown, string]> = [
-      [() => decodeCifarBatches([], () => batches[0]), 'batches'],
-      [() => decodeCifarBatches([{ name: 'x', bytes: -1 }], () => batches[0]), 'batches[0]'],
-      [() => decodeCifarBatches([{ name: 3, bytes: 3073 }] as never, () => batches[0]), 'batches[0]'],
-      [() => decodeCifarBatches(named([3073]), null as never), 'bytesOf'],
-      [() => decodeCifarBatches(named([3073]), () => [1] as never), 'bytesOf(0)'],
+    const cases: Array<[() => unknown, string, string]> = [
+      [() => decodeCifarBatches([], () => batches[0]), 'batches', 'a non-empty array of { name, bytes }'],
+      [() => decodeCifarBatches([{ name: 'x', bytes: -1 }], () => batches[0]), 'batches[0]', '{ name: a string, bytes: an integer >= 0 }'],
+      [() => decodeCifarBatches([{ name: 3, bytes: 3073 }] as never, () => batches[0]), 'batches[0]', '{ name: a string, bytes: an integer >= 0 }'],
+      [() => decodeCifarBatches(named([3073]), null as never), 'bytesOf', 'a function (i) => Uint8Array'],
+      [() => decodeCifarBatches(named([3073]), () => [1] as never), 'bytesOf(0)', 'a Uint8Array or Buffer'],
     ];
-    for (const [call, argument] of cases) {
+    for (const [call, argument, expected] of cases) {
       const error = thrown(call) as TrainerArgumentError;
       expect(error, argument).toBeInstanceOf(TrainerArgumentError);
-      expect([error.op, error.argument]).toEqual(['decodeCifarBatches', argument]);
+      expect(error).not.toBeInstanceOf(CifarFormatError);
+      expect([error.op, error.argument, error.expected]).toEqual(['decodeCifarBatches', argument, expected]);
     }
   });
 });

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PIXEL_ROW_BYTES } from './data-kernels.js';
-import { liveDataHelpers, runDataJob, type DataJob, type DataJobOptions } from './data-threads.js';
+import { liveDataHelpers, runDataJob, STALL_MS, type DataJob, type DataJobOptions } from './data-threads.js';
 import { fillXorshift } from './test-support/cifar-http-server.js';
 
 const helperScript = (name: string) => fileURLToPath(new URL(`./test-support/${name}`, import.meta.url));
@@ -86,6 +86,8 @@ describe('statistics on two threads', () => {
       expect(firstDifference(job.std, plain.std), `std, dims ${dims}`).toBe(-1);
       expect(report.blocks).toBe(Math.ceil(dims / 256));
       if (options.callerTakesBlocks === false) expect(report.helperBlocks).toBe(report.blocks);
+      // With both, this thread starts on the blocks at once, long before the helper has booted (20–50 ms).
+      else if (options.minWork === 0) expect(report.helperBlocks, 'blocks the helper took').toBeLessThan(report.blocks);
     }
   });
 
@@ -125,6 +127,10 @@ describe('when the helper cannot help', () => {
     ['too little work', statsJob(pixelsOf(10, 1), 10, 3072), { minWork: 4_000_000 }, /30720 of work, less than 4000000/],
     ['pixels on a plain buffer', statsJob(pixelsOf(400, 1, false), 400, 3072), { minWork: 0 }, /pixels are not on a SharedArrayBuffer/],
     ['outputs on a plain buffer', { ...standardizeJob(pixelsOf(400, 1), 400, 64), out: new Float32Array(400 * 64) }, { minWork: 0 }, /outputs are not on SharedArrayBuffers/],
+    ['too little work (standardising: rows × dims)', standardizeJob(pixelsOf(10, 1), 10, 3072), { minWork: 4_000_000 }, /30720 of work, less than 4000000/],
+    ['one core', statsJob(pixelsOf(400, 1), 400, 3072), { minWork: 0, cores: 1 }, /one core/],
+    ['statistics into plain arrays', { ...statsJob(pixelsOf(400, 1), 400, 3072), mean: new Float64Array(3072) }, { minWork: 0 }, /outputs are not on SharedArrayBuffers/],
+    ['only one output shared', { ...statsJob(pixelsOf(400, 1), 400, 3072), std: new Float64Array(3072) }, { minWork: 0 }, /outputs are not on SharedArrayBuffers/],
     ['one block', statsJob(pixelsOf(400, 1), 400, 200), { minWork: 0 }, /one block/],
     ['its entry missing', statsJob(pixelsOf(400, 1), 400, 3072), { minWork: 0, helperEntry: '/nonexistent/entry.js' }, /entry \/nonexistent\/entry\.js is missing/],
   ] as Array<[string, DataJob, DataJobOptions, RegExp]>)('%s: this thread does it all and says why', (_, job, options, why) => {
@@ -133,7 +139,43 @@ describe('when the helper cannot help', () => {
     expect(report.helper.started === false && report.helper.reason).toMatch(why);
     expect(report.helperBlocks).toBe(0);
     if (job.kind === 'stats') expect(firstDifference(job.mean, plainStats(job.pixels, job.count, job.dims).mean)).toBe(-1);
+    else expect(firstDifference(job.out, plainStandardized(job as ReturnType<typeof standardizeJob>))).toBe(-1);
   });
+
+  it('without a helper, this thread does it all even when told to leave the blocks to the helper', () => {
+    const job = statsJob(pixelsOf(10, 2), 10, 3072);
+    const report = runDataJob(job, { minWork: Number.POSITIVE_INFINITY, callerTakesBlocks: false });
+    expect(report.helper.started).toBe(false);
+    expect(firstDifference(job.std, plainStats(job.pixels, job.count, job.dims).std)).toBe(-1);
+  });
+
+  it('the boundaries: work of exactly minWork, and exactly 2 blocks, get a helper; a minWork given is the one used', () => {
+    // 10 rows × 512 features: 5120 values in 2 blocks of 256 features (the default minWork is 4,000,000).
+    const job = statsJob(pixelsOf(10, 4), 10, 512);
+    const report = runDataJob(job, { minWork: 5120 });
+    expect(report).toMatchObject({ blocks: 2, helper: { started: true } });
+    expect(firstDifference(job.mean, plainStats(job.pixels, job.count, job.dims).mean)).toBe(-1);
+  });
+
+  it('the stall time given is the one used: a helper 1.5 s late is waited for when it is 5 s (the default is 1 s)', () => {
+    // Arrange: the blocks are left to the helper, which starts taking them after 1.5 s.
+    expect(STALL_MS).toBeLessThan(1500);
+    const job = standardizeJob(pixelsOf(300, 7), 300, 3072);
+
+    // Act
+    const report = runDataJob(job, { minWork: 0, callerTakesBlocks: false, stallMs: 5000, helperEntry: helperScript('late-data-helper.mjs') });
+
+    // Assert: the helper took every block; nothing was taken or recomputed here.
+    expect(report).toMatchObject({ blocks: 3, helperBlocks: 3, recomputedBlocks: 0 });
+    expect(firstDifference(job.out, plainStandardized(job))).toBe(-1);
+  });
+
+  it('returns as soon as every block is done, however long the stall time', () => {
+    // Waiting on after the last block would hang here for 10 minutes (the test's timeout is 30 s).
+    const job = standardizeJob(pixelsOf(300, 6), 300, 3072);
+    const report = runDataJob(job, { minWork: 0, callerTakesBlocks: false, stallMs: 600_000 });
+    expect(report).toMatchObject({ blocks: 3, helperBlocks: 3, recomputedBlocks: 0 });
+  }, 30_000);
 
   it.each([
     ['hangs after claiming a block', 'stalling-data-helper.mjs'],

@@ -73,6 +73,8 @@ export interface DataJobOptions {
   readonly callerTakesBlocks?: boolean;
   /** Tests: the helper thread's script (given { job, control } as workerData). Default data-thread-entry.js. */
   readonly helperEntry?: string;
+  /** Tests: the cores to assume. Default os.availableParallelism(). */
+  readonly cores?: number;
 }
 
 /** About 2 ms of work per million values on this machine; a helper starts in 20–50 ms. */
@@ -147,10 +149,10 @@ function isShared(array: ArrayBufferView): boolean {
   return typeof SharedArrayBuffer !== 'undefined' && array.buffer instanceof SharedArrayBuffer;
 }
 
-function whyNoHelper(job: DataJob, minWork: number): string | null {
+function whyNoHelper(job: DataJob, minWork: number, cores: number): string | null {
   const work = dataJobWork(job);
   if (work < minWork) return `${work} of work, less than ${minWork}`;
-  if (availableParallelism() < 2) return 'one core';
+  if (cores < 2) return 'one core';
   if (!isShared(job.pixels)) return 'the pixels are not on a SharedArrayBuffer';
   const outputs = job.kind === 'stats' ? [job.mean, job.std] : [job.out];
   if (!outputs.every(isShared)) return 'the outputs are not on SharedArrayBuffers';
@@ -162,7 +164,7 @@ function whyNoHelper(job: DataJob, minWork: number): string | null {
 export function runDataJob(job: DataJob, options: DataJobOptions = {}): DataJobReport {
   const blocks = dataJobBlocks(job);
   const control = new Int32Array(new SharedArrayBuffer(4 * (FLAGS + blocks)));
-  let reason = whyNoHelper(job, options.minWork ?? MIN_WORK_FOR_HELPER);
+  let reason = whyNoHelper(job, options.minWork ?? MIN_WORK_FOR_HELPER, options.cores ?? availableParallelism());
   const worker = reason === null ? startHelper(job, control, options.helperEntry ?? helperEntry()) : null;
   if (typeof worker === 'string') reason = worker;
   if (reason !== null || options.callerTakesBlocks !== false) takeDataBlocks(job, control, false);
