@@ -76,9 +76,8 @@ function recordCount(op: string, byteLength: number, file: string): number {
   return byteLength / CIFAR_RECORD_BYTES;
 }
 
-/** Splits the records of `bytes` into `target` from record `first` on; returns the record count. */
-function decodeInto(op: string, bytes: Uint8Array, file: string, target: { pixels: Uint8Array; labels: Uint8Array }, first: number): number {
-  const count = recordCount(op, bytes.length, file);
+/** Splits the `count` records of `bytes` into `target` from record `first` on. */
+function decodeInto(op: string, bytes: Uint8Array, count: number, file: string, target: { pixels: Uint8Array; labels: Uint8Array }, first: number): void {
   for (let r = 0; r < count; r++) {
     const offset = r * CIFAR_RECORD_BYTES;
     const label = bytes[offset];
@@ -87,7 +86,6 @@ function decodeInto(op: string, bytes: Uint8Array, file: string, target: { pixel
     target.labels[first + r] = label;
     target.pixels.set(bytes.subarray(offset + 1, offset + CIFAR_RECORD_BYTES), (first + r) * CIFAR_PIXELS);
   }
-  return count;
 }
 
 /**
@@ -143,7 +141,8 @@ function decodeBatches(op: string, counts: readonly number[], sources: readonly 
     const bytes = bytesOf(i);
     if (bytes.length !== counts[i] * CIFAR_RECORD_BYTES)
       throw new CifarFormatError(op, 'byte length', `${counts[i] * CIFAR_RECORD_BYTES} bytes (its size when reading began)`, `${bytes.length} bytes`, source, null);
-    first += decodeInto(op, bytes, source, target, first);
+    decodeInto(op, bytes, counts[i], source, target, first);
+    first += counts[i];
   });
   return { count: total, ...target, sources: [...sources] };
 }

@@ -12,5 +12,6 @@ export const repoRoot = dirname(findInAncestors('pnpm-workspace.yaml', existsSyn
 function noRepository(): never {
   throw new Error(`test-support/paths.ts: no pnpm-workspace.yaml above ${fileURLToPath(import.meta.url)}`);
 }
+
 export const fixturesDir = join(repoRoot, 'fixtures');
 export const tinyCifarDir = join(fixturesDir, 'cifar-10-tiny');
