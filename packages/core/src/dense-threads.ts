@@ -496,11 +496,10 @@ export class DenseThreads {
   /**
    * Makes the kernel threads let go of a gather source now, and restarts them when it has
    * RESTART_FOR_SOURCE_BYTES or more (their isolates would hold its buffer until they collect).
-   * Returns whether a thread held it.
    */
-  forgetGatherSource(buffer: ArrayBufferLike): boolean {
+  forgetGatherSource(buffer: ArrayBufferLike): void {
     if (this.gather?.source.buffer === buffer) this.finishGather();
-    if (this.broken) return false;
+    if (this.broken) return;
     this.pauseGather();
     let held = false;
     for (const thread of this.workers) {
@@ -516,7 +515,6 @@ export class DenseThreads {
     }
     if (held && buffer.byteLength >= RESTART_FOR_SOURCE_BYTES) this.restartThreads();
     this.resumeGather();
-    return held;
   }
 
   /** Rows of the pending gather no thread has claimed yet (tests wait on it). */
